@@ -1,0 +1,1 @@
+"""Twilio Studio source for dlt."""

@@ -1,0 +1,428 @@
+"""The Studio REST API over a Dataset: routing, resources, pagination and Twilio's error bodies.
+
+Pure request -> response logic with no sockets, so the HTTP server stays a thin shell around it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qs, urlencode
+
+import orjson
+
+from twilio_studio.emulator.dataset import Dataset, EngagementView, Flow, Script, Step, iso
+from twilio_studio.settings import (
+    API_DEFAULT_PAGE_SIZE,
+    ERROR_AUTHENTICATE,
+    ERROR_INVALID_PAGE_TOKEN,
+    ERROR_INVALID_PARAMETER,
+    ERROR_NOT_FOUND,
+    MAX_PAGE_SIZE,
+    MIN_PAGE_SIZE,
+)
+
+SID = "[0-9a-fA-F]{32}"
+ROUTES: list[tuple[str, re.Pattern[str]]] = [
+    (name, re.compile(pattern))
+    for name, pattern in [
+        ("flows", r"^/v1/Flows$"),
+        ("flow_", rf"^/v1/Flows/(?P<flow>FW{SID})$"),
+        ("list", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)$"),
+        ("fetch", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})$"),
+        ("context", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Context$"),
+        ("steps", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps$"),
+        ("step", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})$"),
+        ("step_context", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})/Context$"),
+    ]
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who may call the emulator: an account SID + auth token, or an API key SID + secret.
+
+    The defaults are the documented test credentials (README "Emulator"); they are not secrets.
+    """
+
+    account_sid: str = "AC" + "a" * 32
+    auth_token: str = "emulator-auth-token"
+    api_key_sid: str = "SK" + "a" * 32
+    api_key_secret: str = "emulator-api-secret"
+
+    def accepts(self, user: str, password: str) -> bool:
+        return (user, password) in {
+            (self.account_sid, self.auth_token),
+            (self.api_key_sid, self.api_key_secret),
+        }
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> Response:
+        body = {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+        return Response(self.status, orjson.dumps(body))
+
+
+def error_response(status: int, code: int, message: str) -> Response:
+    return ApiError(status, code, message).response()
+
+
+def unauthorized() -> Response:
+    return error_response(401, ERROR_AUTHENTICATE, "Authenticate")
+
+
+# ------------------------------------------------------------------------ pagination
+def encode_token(list_path: str, key: int, direction: str) -> str:
+    raw = orjson.dumps({"l": list_path, "k": key, "d": direction})
+    return "PT" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, list_path: str) -> tuple[int, str]:
+    invalid = ApiError(400, ERROR_INVALID_PAGE_TOKEN, "Invalid PageToken")
+    if not token.startswith("PT"):
+        raise invalid
+    try:
+        raw = token[2:]
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        key, direction = int(data["k"]), str(data["d"])
+    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise invalid from None
+    if data.get("l") != list_path or direction not in ("n", "p"):
+        raise invalid
+    return key, direction
+
+
+@dataclass
+class Listing:
+    """A list ordered newest first: keys are ints that grow with date_created; scanning is lazy."""
+
+    lo: int
+    hi: int  # keys lo <= k < hi
+    keep: Callable[[int], bool] | None = None
+
+    def below(self, key: int) -> Iterator[int]:
+        for k in range(min(key, self.hi) - 1, self.lo - 1, -1):
+            if self.keep is None or self.keep(k):
+                yield k
+
+    def above(self, key: int) -> Iterator[int]:
+        for k in range(max(key + 1, self.lo), self.hi):
+            if self.keep is None or self.keep(k):
+                yield k
+
+
+def take(it: Iterator[int], n: int) -> list[int]:
+    out: list[int] = []
+    for k in it:
+        out.append(k)
+        if len(out) == n:
+            break
+    return out
+
+
+# ------------------------------------------------------------------------ the API
+class StudioApi:
+    """Answers GET requests for the Studio v1/v2 resources the connector reads."""
+
+    def __init__(self, dataset: Dataset, credentials: Credentials, now: Callable[[], datetime]):
+        self.dataset = dataset
+        self.credentials = credentials
+        self.now = now
+
+    def handle(self, origin: str, path: str, query: str) -> Response:
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        for name, pattern in ROUTES:
+            m = pattern.match(path)
+            if m:
+                try:
+                    body = getattr(self, f"_{name}")(origin, path, params, **m.groupdict())
+                except ApiError as e:
+                    return e.response()
+                return Response(200, orjson.dumps(body))
+        return self._not_found(path).response()
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _not_found(path: str) -> ApiError:
+        return ApiError(404, ERROR_NOT_FOUND, f"The requested resource {path} was not found")
+
+    def _flow(self, path: str, flow_sid: str) -> Flow:
+        flow = self.dataset.flows_by_sid.get(flow_sid)
+        if flow is None:
+            raise self._not_found(path)
+        return flow
+
+    def _view(self, path: str, flow: Flow, sid: str) -> EngagementView:
+        now = self.now()
+        lo, hi = self.dataset.index_range(flow, now)
+        i = self.dataset.locate(flow, sid)
+        if i is None or not lo <= i < hi:  # unknown, not created yet, or past retention
+            raise self._not_found(path)
+        return self.dataset.view(self.dataset.script(flow, i), now)
+
+    def _page(
+        self,
+        origin: str,
+        path: str,
+        params: dict[str, str],
+        key: str,
+        listing: Listing,
+        render: Callable[[int], dict[str, Any]],
+        filters: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        size_raw = params.get("PageSize", str(API_DEFAULT_PAGE_SIZE))
+        try:
+            size = int(size_raw)
+        except ValueError:
+            size = -1
+        if not MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE:
+            raise ApiError(
+                400,
+                ERROR_INVALID_PARAMETER,
+                f"Invalid PageSize: must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}",
+            )
+        try:
+            page = max(0, int(params.get("Page", "0")))
+        except ValueError:
+            raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid Page: not an integer") from None
+        token = params.get("PageToken")
+        if token:
+            anchor, direction = decode_token(token, path)
+            keys = take(listing.below(anchor), size) if direction == "n" else take(
+                listing.above(anchor), size
+            )[::-1]
+        else:
+            keys = take(listing.below(listing.hi), size)
+        base = dict(filters or {})
+
+        def url(p: int, tok: str | None = None) -> str:
+            q = {**base, "PageSize": str(size), "Page": str(p)}
+            if tok:
+                q["PageToken"] = tok
+            return f"{origin}{path}?{urlencode(q)}"
+
+        has_next = bool(keys) and next(listing.below(keys[-1]), None) is not None
+        has_prev = bool(keys) and page > 0 and next(listing.above(keys[0]), None) is not None
+        return {
+            key: [render(k) for k in keys],
+            "meta": {
+                "first_page_url": url(0),
+                "key": key,
+                "next_page_url": url(page + 1, encode_token(path, keys[-1], "n")) if has_next else None,
+                "page": page,
+                "page_size": size,
+                "previous_page_url": (
+                    url(page - 1, encode_token(path, keys[0], "p")) if has_prev else None
+                ),
+                "url": url(page, token),
+            },
+        }
+
+    # ------------------------------------------------------------ flows
+    def _render_flow(self, origin: str, flow: Flow) -> dict[str, Any]:
+        url = f"{origin}/v1/Flows/{flow.sid}"
+        return {
+            "sid": flow.sid,
+            "account_sid": self.dataset.account_sid,
+            "friendly_name": flow.friendly_name,
+            "status": flow.status,
+            "version": flow.version,
+            "date_created": iso(flow.date_created),
+            "date_updated": iso(flow.date_updated),
+            "url": url,
+            "links": {"engagements": f"{url}/Engagements", "executions": f"{url}/Executions"},
+        }
+
+    def _flows(self, origin: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+        flows = self.dataset.flows  # index grows with date_created, newest first like the rest
+        return self._page(
+            origin, path, params, "flows", Listing(0, len(flows)),
+            lambda k: self._render_flow(origin, flows[k]),
+        )  # fmt: skip
+
+    def _flow_(self, origin: str, path: str, params: dict[str, str], flow: str) -> dict[str, Any]:
+        return self._render_flow(origin, self._flow(path, flow))
+
+    # ------------------------------------------------------------ engagements / executions
+    def _render_engagement(
+        self, origin: str, ver: str, kind: str, view: EngagementView, full_context: bool
+    ) -> dict[str, Any]:
+        s = view.script
+        url = f"{origin}/{ver}/Flows/{s.flow.sid}/{kind}/{s.sid}"
+        context_link = "engagement_context" if kind == "Engagements" else "execution_context"
+        hide = s.context_only_on_endpoint and not full_context
+        out: dict[str, Any] = {
+            "sid": s.sid,
+            "account_sid": self.dataset.account_sid,
+            "flow_sid": s.flow.sid,
+            "contact_sid": s.contact_sid,
+            "contact_channel_address": s.address,
+            "context": {} if hide else view.context,
+            "status": view.status,
+            "date_created": iso(s.date_created),
+            "date_updated": iso(view.date_updated),
+            "url": url,
+            "links": {"steps": f"{url}/Steps", context_link: f"{url}/Context"},
+        }
+        if ver == "v2":
+            out["flow_version"] = s.flow_version
+            out["initiated_by"] = s.initiated_by
+        return out
+
+    def _list(
+        self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str
+    ) -> dict[str, Any]:
+        f = self._flow(path, flow)
+        now = self.now()
+        filters: dict[str, str] = {}
+        keep: Callable[[int], bool] | None = None
+        if kind == "Executions":
+            since = self._date_param(params, "DateCreatedFrom", filters)
+            until = self._date_param(params, "DateCreatedTo", filters)
+            lo, hi = self.dataset.indices_created_between(f, now, since, until)
+            status = params.get("status") if ver == "v2" else None
+            if status is not None:
+                if status not in ("active", "ended"):
+                    raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid status: active or ended")
+                filters["status"] = status
+                keep = lambda k: self.dataset.view(self.dataset.script(f, k), now).status == status  # noqa: E731
+        else:
+            lo, hi = self.dataset.index_range(f, now)
+        return self._page(
+            origin, path, params, kind.lower(), Listing(lo, hi, keep),
+            lambda k: self._render_engagement(
+                origin, ver, kind, self.dataset.view(self.dataset.script(f, k), now), False
+            ),
+            filters,
+        )  # fmt: skip
+
+    @staticmethod
+    def _date_param(params: dict[str, str], name: str, filters: dict[str, str]) -> datetime | None:
+        raw = params.get(name)
+        if raw is None:
+            return None
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(
+                400, ERROR_INVALID_PARAMETER, f"Invalid {name}: use ISO 8601, e.g. 2026-01-31T00:00:00Z"
+            ) from None
+        if value.tzinfo is None:
+            raise ApiError(400, ERROR_INVALID_PARAMETER, f"Invalid {name}: a time zone is required")
+        filters[name] = raw
+        return value
+
+    def _fetch(
+        self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str, sid: str
+    ) -> dict[str, Any]:
+        f = self._flow(path, flow)
+        return self._render_engagement(origin, ver, kind, self._view(path, f, sid), False)
+
+    def _context(
+        self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str, sid: str
+    ) -> dict[str, Any]:
+        view = self._view(path, self._flow(path, flow), sid)
+        own = "engagement_sid" if kind == "Engagements" else "execution_sid"
+        return {
+            "account_sid": self.dataset.account_sid,
+            "context": view.context,
+            own: sid,
+            "flow_sid": flow,
+            "url": f"{origin}{path}",
+        }
+
+    # ------------------------------------------------------------ steps
+    def _render_step(
+        self, origin: str, ver: str, kind: str, view: EngagementView, step: Step
+    ) -> dict[str, Any]:
+        s: Script = view.script
+        url = f"{origin}/{ver}/Flows/{s.flow.sid}/{kind}/{s.sid}/Steps/{step.sid}"
+        own = "engagement_sid" if kind == "Engagements" else "execution_sid"
+        return {
+            "sid": step.sid,
+            "account_sid": self.dataset.account_sid,
+            "flow_sid": s.flow.sid,
+            own: s.sid,
+            "name": step.widget.name,
+            "context": {"widgets": {step.widget.name: step.output}},
+            "parent_step_sid": None,
+            "transitioned_from": step.transitioned_from,
+            "transitioned_to": step.transitioned_to,
+            "type": step.widget.type,
+            "date_created": iso(step.at),
+            "date_updated": iso(step.at),
+            "url": url,
+            "links": {"step_context": f"{url}/Context"},
+        }
+
+    def _steps(
+        self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str, sid: str
+    ) -> dict[str, Any]:
+        view = self._view(path, self._flow(path, flow), sid)
+        return self._page(
+            origin, path, params, "steps", Listing(0, len(view.steps)),
+            lambda k: self._render_step(origin, ver, kind, view, view.steps[k]),
+        )  # fmt: skip
+
+    def _find_step(self, path: str, view: EngagementView, step: str) -> Step:
+        for s in view.steps:
+            if s.sid == step:
+                return s
+        raise self._not_found(path)
+
+    def _step(
+        self,
+        origin: str,
+        path: str,
+        params: dict[str, str],
+        ver: str,
+        flow: str,
+        kind: str,
+        sid: str,
+        step: str,
+    ) -> dict[str, Any]:
+        view = self._view(path, self._flow(path, flow), sid)
+        return self._render_step(origin, ver, kind, view, self._find_step(path, view, step))
+
+    def _step_context(
+        self,
+        origin: str,
+        path: str,
+        params: dict[str, str],
+        ver: str,
+        flow: str,
+        kind: str,
+        sid: str,
+        step: str,
+    ) -> dict[str, Any]:
+        view = self._view(path, self._flow(path, flow), sid)
+        found = self._find_step(path, view, step)
+        own = "engagement_sid" if kind == "Engagements" else "execution_sid"
+        return {
+            "account_sid": self.dataset.account_sid,
+            "context": {"widgets": {found.widget.name: found.output}},
+            own: sid,
+            "flow_sid": flow,
+            "step_sid": step,
+            "url": f"{origin}{path}",
+        }
