@@ -1,0 +1,243 @@
+"""HTTP client for the Studio API: auth, retries, an account-wide concurrency bound, pagination.
+
+dlt's ``RESTClient`` and retrying ``Client`` were the first choice; this small client exists because
+they (a) follow a ``next_page_url`` to any host, which would send the credentials elsewhere,
+(b) back off without jitter, and (c) do not retry a 200 whose JSON body was cut short.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from twilio_studio.settings import (
+    DEFAULT_BACKOFF_BASE_SECONDS,
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+)
+
+logger = logging.getLogger("twilio_studio")
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class StudioError(Exception):
+    """Base of every error this package raises on purpose; its text is safe to show and log."""
+
+
+class ConfigurationError(StudioError, ValueError):
+    """Bad input, raised before any request is sent."""
+
+
+class StudioApiError(StudioError):
+    """The API refused a request, or kept failing after the bounded retries."""
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class PaginationError(StudioError):
+    """A list page the connector must not or cannot follow (another host, a loop, a bad envelope)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed requests are retried: bounded attempts, exponential backoff with full jitter."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_base: float = DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_max: float = DEFAULT_BACKOFF_MAX_SECONDS
+    timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.backoff_max, max(0.0, retry_after))
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date; rare, so fall back to our own backoff
+
+
+def _error_code(response: requests.Response) -> int | None:
+    """Twilio's numeric error code from an error body; the body itself is never kept or shown."""
+    try:
+        code = orjson.loads(response.content).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+class StudioClient:
+    """Talks to one Studio host with one set of credentials; safe to use from several threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._origin = origin_of(self.base_url)
+        self._auth = (username, password)
+        self.retry = retry or RetryPolicy()
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._local = threading.local()
+        self._max_connections = max_concurrency
+        self.requests_sent = 0
+        self.retries = 0
+        self._count_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.auth = self._auth
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._max_connections)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["Accept"] = "application/json"
+            session.headers["User-Agent"] = "twilio-studio-dlt"
+            self._local.session = session
+        return session
+
+    def url(self, path: str, params: dict[str, Any] | None = None) -> str:
+        query = f"?{urlencode(params)}" if params else ""
+        return f"{self.base_url}{path}{query}"
+
+    def check_same_origin(self, url: str, what: str) -> None:
+        """Refuses any URL outside base_url's scheme, host and port: credentials stay home."""
+        if origin_of(url) != self._origin:
+            scheme, host, port = origin_of(url)
+            raise PaginationError(
+                f"{what}: the API returned a next page on {scheme}://{host}:{port}, which is not "
+                f"base_url's host; refusing to send credentials there. Check base_url."
+            )
+
+    # ------------------------------------------------------------------ requests
+    def get(self, url: str, what: str) -> dict[str, Any]:
+        """GETs a JSON object, retrying 429, 5xx, resets, timeouts and cut-short bodies."""
+        self.check_same_origin(url, what)
+        path = urlsplit(url).path
+        policy = self.retry
+        reason = ""
+        for attempt in range(1, policy.max_attempts + 1):
+            retry_after: float | None = None
+            try:
+                with self._slots:
+                    with self._count_lock:
+                        self.requests_sent += 1
+                    response = self._session().get(url, timeout=policy.timeout)
+                    content = response.content
+            except RETRY_EXCEPTIONS as e:
+                reason = f"a network error ({type(e).__name__})"
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        body = orjson.loads(content)
+                    except orjson.JSONDecodeError:
+                        reason = "a response body that is not complete JSON"
+                    else:
+                        if isinstance(body, dict):
+                            return body
+                        raise StudioApiError(f"{what}: GET {path} returned JSON that is not an object")
+                elif status in RETRY_STATUS:
+                    reason = f"HTTP {status}"
+                    retry_after = _retry_after(response) if status == 429 else None
+                else:
+                    raise self._fatal(response, path, what)
+            if attempt < policy.max_attempts:
+                wait = policy.delay(attempt, retry_after)
+                with self._count_lock:
+                    self.retries += 1
+                logger.warning(
+                    "%s: GET %s failed with %s; retry %d of %d in %.1f s",
+                    what, path, reason, attempt, policy.max_attempts - 1, wait,
+                )  # fmt: skip
+                time.sleep(wait)
+        raise StudioApiError(
+            f"{what}: GET {path} still failed with {reason} after {policy.max_attempts} attempts; "
+            "the next run starts again from the last saved state"
+        )
+
+    @staticmethod
+    def _fatal(response: requests.Response, path: str, what: str) -> StudioApiError:
+        status, code = response.status_code, _error_code(response)
+        coded = f"HTTP {status}" + (f" (Twilio error {code})" if code else "")
+        if status == 401:
+            hint = (
+                "check account_sid and auth_token (or api_key_sid and api_key_secret), and that "
+                "base_url is the region the credentials belong to"
+            )
+        elif status == 403:
+            hint = "the credentials may not read Studio; check the API key's permissions"
+        elif status == 404:
+            hint = "it does not exist in this account (a wrong flow SID, or data past Studio's 30-day retention)"
+        else:
+            hint = "the request was refused; see https://www.twilio.com/docs/errors" + (
+                f"/{code}" if code else ""
+            )
+        return StudioApiError(f"{what}: GET {path} answered {coded}: {hint}", status, code)
+
+    # ------------------------------------------------------------------ lists
+    def pages(
+        self, path: str, key: str, what: str, params: dict[str, Any] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yields each page's records, following ``meta.next_page_url`` until it is null."""
+        url: str | None = self.url(path, params)
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen:
+                raise PaginationError(
+                    f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
+                    "loop); stopping so the run cannot go on forever"
+                )
+            seen.add(url)
+            body = self.get(url, what)
+            records = body.get(key)
+            meta = body.get("meta")
+            if not isinstance(records, list) or not isinstance(meta, dict):
+                raise PaginationError(
+                    f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
+                    "'meta' object; is base_url a Twilio Studio API?"
+                )
+            yield records
+            next_url = meta.get("next_page_url")
+            if next_url is not None and not isinstance(next_url, str):
+                raise PaginationError(f"{what}: meta.next_page_url is not a URL")
+            if next_url is not None:
+                self.check_same_origin(next_url, what)
+            url = next_url

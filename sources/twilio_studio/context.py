@@ -1,0 +1,189 @@
+"""Turns a Studio engagement and its free-form ``context`` into rows of fixed-width tables.
+
+Pure functions, no I/O. Studio's context holds maps keyed by names the user chose (widget names,
+``flow.data`` keys, ``flow.variables``). Flattened as columns, every new widget name would add
+columns (dlt's default), so a busy account breaks PostgreSQL's 1,600-column limit. Here every such
+name is a row value instead, and every scalar inside becomes one row of a ``fields`` table whose
+``path`` says where it sat (``parsed.orders[1].total``): arrays become rows, never columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+# Widget outputs common enough to deserve a typed column; everything is also in `fields`.
+TYPED_OUTPUTS: dict[str, tuple[tuple[str, ...], type]] = {
+    "inbound_body": (("inbound", "Body"), str),  # send-and-wait-for-reply: what they answered
+    "digits": (("Digits",), str),  # gather-input-on-call: keys pressed
+    "speech_result": (("SpeechResult",), str),  # gather-input-on-call: what they said
+    "confidence": (("Confidence",), float),
+    "status_code": (("status_code",), int),  # make-http-request, run-function
+    "content_type": (("content_type",), str),
+    "call_status": (("DialCallStatus",), str),  # connect-call-to
+    "message_status": (("status",), str),  # send-message
+}
+TRIGGER_TYPES = ("message", "call", "request", "subflow", "conversation")
+MAX_DEPTH = 64  # deeper structures stay whole in their JSON column, not as field rows
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parses Twilio's ISO 8601 UTC times (``2017-11-06T12:00:00Z``); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not an ISO 8601 time: {type(value).__name__}")
+    return datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+
+
+def scalar_text(value: Any) -> tuple[str | None, str]:
+    """A scalar as (text, type): ``True`` -> ("true", "boolean"), ``None`` -> (None, "null")."""
+    if value is None:
+        return None, "null"
+    if isinstance(value, bool):
+        return ("true" if value else "false"), "boolean"
+    if isinstance(value, (int, float)):
+        return orjson.dumps(value).decode(), "number"
+    return str(value).replace("\x00", ""), "string"
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, str | None, str]]:
+    """Every scalar under ``value`` as (path, text, type); empty maps and arrays yield one row."""
+    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while stack:
+        p, v, depth = stack.pop()
+        if isinstance(v, dict) and v and depth < MAX_DEPTH:
+            items = [(f"{p}.{k}" if p else str(k), child) for k, child in v.items()]
+            stack.extend((cp, cv, depth + 1) for cp, cv in reversed(items))
+        elif isinstance(v, list) and v and depth < MAX_DEPTH:
+            stack.extend((f"{p}[{n}]", child, depth + 1) for n, child in reversed(list(enumerate(v))))
+        elif isinstance(v, dict):
+            yield p, (orjson.dumps(v).decode() if v else None), "object"
+        elif isinstance(v, list):
+            yield p, (orjson.dumps(v).decode() if v else None), "array"
+        else:
+            text, kind = scalar_text(v)
+            yield p, text, kind
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if kind is str:
+        return str(value).replace("\x00", "")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def widget_rows(widgets: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
+    """One row per widget the engagement reached, in the order Studio recorded them."""
+    if not isinstance(widgets, dict):
+        return []
+    rows = []
+    for position, (name, output) in enumerate(widgets.items()):
+        row: dict[str, Any] = {
+            "engagement_sid": sid,
+            "flow_sid": flow_sid,
+            "name": str(name),
+            "position": position,
+        }
+        for column, (path, kind) in TYPED_OUTPUTS.items():
+            row[column] = _typed(_dig(output, path), kind)
+        row["outputs"] = output
+        row["fields"] = [
+            {"engagement_sid": sid, "widget": str(name), "path": p, "value": text, "value_type": kind}
+            for p, text, kind in leaves(output)
+        ]
+        rows.append(row)
+    return rows
+
+
+def map_rows(values: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
+    """One row per scalar under each key of a user-keyed map (``flow.data``, ``flow.variables``)."""
+    if not isinstance(values, dict):
+        return []
+    rows = []
+    for key, value in values.items():
+        for p, text, kind in leaves(value):
+            rows.append(
+                {
+                    "engagement_sid": sid,
+                    "flow_sid": flow_sid,
+                    "key": str(key),
+                    "path": p,
+                    "value": text,
+                    "value_type": kind,
+                }
+            )
+    return rows
+
+
+def coerce_context(context: Any) -> dict[str, Any] | None:
+    """Context as a dict: JSON text is parsed; anything else that is not an object becomes None."""
+    if isinstance(context, str):
+        try:
+            context = orjson.loads(context)
+        except orjson.JSONDecodeError:
+            return None
+    return context if isinstance(context, dict) else None
+
+
+def trigger_type(context: dict[str, Any] | None) -> str | None:
+    trigger = (context or {}).get("trigger")
+    if isinstance(trigger, dict):
+        for kind in TRIGGER_TYPES:
+            if kind in trigger:
+                return kind
+        return next(iter(trigger), None)
+    return None
+
+
+def engagement_row(item: dict[str, Any], context: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``engagements`` row with its nested child rows (widgets, flow_data, flow_variables)."""
+    sid = item["sid"]
+    flow_sid = item["flow_sid"]
+    flow = (context or {}).get("flow")
+    flow = flow if isinstance(flow, dict) else {}
+    return {
+        "sid": sid,
+        "account_sid": item.get("account_sid"),
+        "flow_sid": flow_sid,
+        "contact_sid": item.get("contact_sid"),
+        "contact_channel_address": item.get("contact_channel_address"),
+        "status": item.get("status"),
+        "date_created": parse_time(item.get("date_created")),
+        "date_updated": parse_time(item.get("date_updated")),
+        "url": item.get("url"),
+        "trigger_type": trigger_type(context),
+        "context": context,
+        "widgets": widget_rows((context or {}).get("widgets"), sid, flow_sid),
+        "flow_data": map_rows(flow.get("data"), sid, flow_sid),
+        "flow_variables": map_rows(flow.get("variables"), sid, flow_sid),
+    }
+
+
+def flow_row(item: dict[str, Any]) -> dict[str, Any]:
+    """The ``flows`` row: the flow's own fields, links dropped (they are derived from url)."""
+    return {
+        "sid": item["sid"],
+        "account_sid": item.get("account_sid"),
+        "friendly_name": item.get("friendly_name"),
+        "status": item.get("status"),
+        "version": item.get("version"),
+        "date_created": parse_time(item.get("date_created")),
+        "date_updated": parse_time(item.get("date_updated")),
+        "url": item.get("url"),
+    }

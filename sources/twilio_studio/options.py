@@ -1,0 +1,206 @@
+"""The source's options, checked before any request: a bad value is a sentence saying how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import pendulum
+
+from twilio_studio.client import ConfigurationError
+from twilio_studio.settings import (
+    ACCOUNT_SID_RE,
+    API_KEY_SID_RE,
+    CONTEXT_MODES,
+    FLOW_SID_RE,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_PAGE_SIZE,
+    MIN_PAGE_SIZE,
+)
+
+SECTION = "sources.twilio_studio"
+
+
+def where(key: str) -> str:
+    """Where a user sets ``key``: the config path and the environment variable."""
+    return f"{SECTION}.{key} in .dlt/config.toml or .dlt/secrets.toml, or the env var {env_var(key)}"
+
+
+def env_var(key: str) -> str:
+    return f"{SECTION.replace('.', '__').upper()}__{key.upper()}"
+
+
+@dataclass
+class SourceOptions:
+    flow_sids: Sequence[str] | str | None
+    account_sid: str | None
+    auth_token: str | None
+    api_key_sid: str | None
+    api_key_secret: str | None
+    base_url: str
+    page_size: int
+    context_mode: str
+    max_concurrency: int
+    start_date: str | datetime | None
+    end_date: str | datetime | None
+    lookback_seconds: float
+    max_attempts: int
+    request_timeout: float
+
+
+@dataclass(frozen=True)
+class ValidOptions:
+    flow_sids: list[str] | None
+    username: str
+    password: str
+    base_url: str
+    page_size: int
+    context_mode: str
+    max_concurrency: int
+    start_date: datetime | None
+    end_date: datetime | None
+    lookback_seconds: float
+    max_attempts: int
+    request_timeout: float
+
+    def __repr__(self) -> str:  # never show the password, not even in a debugger or a traceback
+        return f"ValidOptions(base_url={self.base_url!r}, flow_sids={self.flow_sids!r}, ...)"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _flow_sids(raw: Sequence[str] | str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    items = [s.strip() for s in raw.split(",")] if isinstance(raw, str) else list(raw)
+    items = [s for s in items if s != ""]
+    if not items:
+        raise ConfigurationError(
+            f"flow_sids is empty: give at least one Flow SID, or leave it unset to load every flow ({where('flow_sids')})"
+        )
+    for sid in items:
+        if not isinstance(sid, str) or not FLOW_SID_RE.match(sid):
+            raise ConfigurationError(
+                f"flow_sids: {_shown(sid)} is not a Flow SID; expected FW followed by 32 hex digits, "
+                f"e.g. FW0123456789abcdef0123456789abcdef ({where('flow_sids')})"
+            )
+    return list(dict.fromkeys(items))
+
+
+def _credentials(o: SourceOptions) -> tuple[str, str]:
+    if o.api_key_sid or o.api_key_secret:
+        if not (o.api_key_sid and o.api_key_secret):
+            missing = "api_key_secret" if o.api_key_sid else "api_key_sid"
+            raise ConfigurationError(
+                f"Twilio credentials: api_key_sid and api_key_secret go together; {missing} is not set. "
+                f"Set {where(missing)}"
+            )
+        if not API_KEY_SID_RE.match(o.api_key_sid):
+            raise ConfigurationError(
+                "Twilio credentials: api_key_sid is not an API key SID (SK followed by 32 hex digits); "
+                f"check {where('api_key_sid')}"
+            )
+        return o.api_key_sid, o.api_key_secret
+    if not (o.account_sid and o.auth_token):
+        missing = " and ".join(k for k in ("account_sid", "auth_token") if not getattr(o, k))
+        raise ConfigurationError(
+            f"Twilio credentials are missing: {missing} not set. Put account_sid and auth_token "
+            f"(or api_key_sid and api_key_secret) under [{SECTION}] in .dlt/secrets.toml, or set the env "
+            f"vars {env_var('account_sid')} and {env_var('auth_token')}"
+        )
+    if not ACCOUNT_SID_RE.match(o.account_sid):
+        raise ConfigurationError(
+            "Twilio credentials: account_sid is not an Account SID (AC followed by 32 hex digits); "
+            f"check {where('account_sid')}"
+        )
+    return o.account_sid, o.auth_token
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw if isinstance(raw, str) else "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url: {_shown(raw)} is not an http(s) URL; expected e.g. https://studio.twilio.com "
+            f"({where('base_url')})"
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "base_url must be a plain scheme://host[:port] without credentials, query or fragment "
+            f"({where('base_url')})"
+        )
+    return raw.rstrip("/")
+
+
+def _time(name: str, raw: str | datetime | None) -> datetime | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, datetime):
+        value = raw
+    else:
+        try:
+            parsed = pendulum.parse(str(raw))
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            parsed = None
+        if not isinstance(parsed, datetime):
+            raise ConfigurationError(
+                f"{name}: {_shown(raw)} is not a date or time; use ISO 8601, e.g. 2026-01-31 or "
+                f"2026-01-31T08:00:00Z ({where(name)})"
+            ) from None
+        value = parsed
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+
+
+def _int_in(name: str, raw: object, lo: int, hi: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
+        raise ConfigurationError(
+            f"{name}: {_shown(raw)} is out of range; use a whole number from {lo} to {hi} ({where(name)})"
+        )
+    return raw
+
+
+def validate_options(o: SourceOptions) -> ValidOptions:
+    """Checks every option; raises ConfigurationError naming the option, the value and the fix."""
+    flow_sids = _flow_sids(o.flow_sids)
+    page_size = _int_in("page_size", o.page_size, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
+    if o.context_mode not in CONTEXT_MODES:
+        raise ConfigurationError(
+            f"context_mode: {_shown(o.context_mode)} is not one of {', '.join(CONTEXT_MODES)} ({where('context_mode')})"
+        )
+    max_concurrency = _int_in("max_concurrency", o.max_concurrency, 1, MAX_CONCURRENCY_LIMIT)
+    max_attempts = _int_in("max_attempts", o.max_attempts, 1, 20)
+    base_url = _base_url(o.base_url)
+    start, end = _time("start_date", o.start_date), _time("end_date", o.end_date)
+    if start is not None and end is not None and end <= start:
+        raise ConfigurationError(
+            f"end_date ({end:%Y-%m-%dT%H:%M:%SZ}) must be after start_date ({start:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    for name in ("lookback_seconds", "request_timeout"):
+        value = getattr(o, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(
+                f"{name}: {_shown(value)} must be a number of seconds, zero or more ({where(name)})"
+            )
+    if o.request_timeout == 0:
+        raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")
+    username, password = _credentials(o)
+    return ValidOptions(
+        flow_sids=flow_sids,
+        username=username,
+        password=password,
+        base_url=base_url,
+        page_size=page_size,
+        context_mode=o.context_mode,
+        max_concurrency=max_concurrency,
+        start_date=start,
+        end_date=end,
+        lookback_seconds=float(o.lookback_seconds),
+        max_attempts=max_attempts,
+        request_timeout=float(o.request_timeout),
+    )

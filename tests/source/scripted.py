@@ -1,0 +1,73 @@
+"""A real HTTP server on loopback that answers canned Studio pages: for hostile or broken APIs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ScriptedStudio:
+    """Serves ``routes[path_and_query] = (status, body)``; ``{base}`` in bodies is its own URL."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, Any]] = {}
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.requests.append(self.path)
+                status, body = outer.routes.get(self.path, (404, {"code": 20404, "status": 404}))
+                raw = json.dumps(body).replace("{base}", outer.base_url).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> ScriptedStudio:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def page(key: str, records: list[dict[str, Any]], next_url: str | None, url: str = "{base}/x") -> dict[str, Any]:
+    return {
+        key: records,
+        "meta": {
+            "first_page_url": url, "key": key, "next_page_url": next_url, "page": 0,
+            "page_size": 50, "previous_page_url": None, "url": url,
+        },
+    }  # fmt: skip
+
+
+def engagement(flow_sid: str, n: int, **overrides: Any) -> dict[str, Any]:
+    sid = f"FN{n:032x}"
+    record = {
+        "sid": sid, "account_sid": "AC" + "a" * 32, "flow_sid": flow_sid, "contact_sid": f"FC{n:032x}",
+        "contact_channel_address": "+15550000000", "status": "ended",
+        "context": {"widgets": {"ask": {"inbound": {"Body": "yes"}}}, "flow": {"data": {"k": n}}},
+        "date_created": "2026-03-01T10:00:00Z", "date_updated": "2026-03-01T10:05:00Z",
+        "url": "{base}/v1/Flows/" + flow_sid + "/Engagements/" + sid, "links": {},
+    }  # fmt: skip
+    record.update(overrides)
+    return record

@@ -1,0 +1,219 @@
+"""End to end: the source against the emulator, into a real DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.source.conftest import Loaded, expected_sids, make_source
+from twilio_studio.emulator import Emulator
+
+
+def test_multi_page_walk_loads_every_record_exactly_once(emulator: Emulator, loaded: Loaded) -> None:
+    written = loaded.run(make_source(emulator.base_url, page_size=7))
+    expected = expected_sids(emulator)
+    assert written["engagements"] == len(expected) == 120
+    rows = loaded.sql("SELECT sid FROM engagements")
+    assert sorted(r[0] for r in rows) == sorted(expected)
+    # 60 engagements per flow at 7 a page: 9 pages per flow, each requested exactly once
+    pages = [p for p in emulator.stats.paths if p.endswith("/Engagements")]
+    assert len(pages) == 2 * 9
+
+
+def test_flow_discovery_loads_every_flow(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+    emu = emulator_factory(flows=4, engagements=5)
+    loaded.run(make_source(emu.base_url))
+    flows = loaded.sql("SELECT sid, friendly_name, status FROM flows ORDER BY sid")
+    assert [f[0] for f in flows] == sorted(f.sid for f in emu.dataset.flows)
+    assert loaded.scalar("SELECT count(DISTINCT flow_sid) FROM engagements") == 4
+
+
+def test_flow_sids_load_only_those_flows(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+    emu = emulator_factory(flows=3, engagements=10)
+    wanted = emu.dataset.flows[1].sid
+    loaded.run(make_source(emu.base_url, flow_sids=[wanted]))
+    assert loaded.sql("SELECT DISTINCT flow_sid FROM engagements") == [(wanted,)]
+    assert loaded.sql("SELECT sid FROM flows") == [(wanted,)]
+    assert "/v1/Flows" not in emulator_paths(emu)  # no discovery when flows are named
+
+
+def emulator_paths(emu: Emulator) -> list[str]:
+    return list(emu.stats.paths)
+
+
+def test_rerun_with_nothing_changed_writes_no_engagement_rows(emulator: Emulator, loaded: Loaded) -> None:
+    first = loaded.run(make_source(emulator.base_url))
+    assert first["engagements"] == 120
+    second = loaded.run(make_source(emulator.base_url))
+    assert not {k: v for k, v in second.items() if k.startswith("engagements")}
+    assert loaded.scalar("SELECT count(*) FROM engagements") == 120
+
+
+def widgets_by_sid(loaded: Loaded) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for sid, name in loaded.sql("SELECT engagement_sid, name FROM engagements__widgets ORDER BY position"):
+        out.setdefault(sid, []).append(name)
+    return out
+
+
+def test_changed_engagements_replace_their_row_and_child_rows(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=2, engagements=300)
+    loaded.run(make_source(emu.base_url))
+    active_before = {r[0] for r in loaded.sql("SELECT sid FROM engagements WHERE status = 'active'")}
+    assert active_before, "the dataset must start with active engagements for this test to mean anything"
+    emu.advance(days=6)  # replies arrive days later: active ones move on and end
+    written = loaded.run(make_source(emu.base_url))
+    d, now = emu.dataset, emu.now()
+    views = {}
+    for flow in d.flows:
+        lo, hi = d.index_range(flow, now)
+        for i in range(lo, hi):
+            view = d.view(d.script(flow, i), now)
+            views[view.script.sid] = view
+    changed = {sid for sid in active_before if views[sid].status == "ended"}
+    assert changed
+    assert written["engagements"] >= len(changed)
+    rows = dict(loaded.sql("SELECT sid, status FROM engagements WHERE sid IN (SELECT unnest(?))", sorted(changed)))
+    assert set(rows.values()) == {"ended"}
+    widgets = widgets_by_sid(loaded)
+    for sid in changed:
+        # exactly the widgets of the new context: none left from the old version, none twice
+        assert widgets.get(sid, []) == list(views[sid].context["widgets"])
+    total_widgets = loaded.scalar("SELECT count(*) FROM engagements__widgets")
+    assert total_widgets == sum(len(v.context["widgets"]) for v in views.values())
+    assert loaded.scalar("SELECT count(*) FROM engagements") == len(views)
+
+
+def test_engagements_dropped_by_retention_stay_in_the_destination(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    before = {r[0] for r in loaded.sql("SELECT sid FROM engagements")}
+    emulator.advance(days=31)
+    assert not before & expected_sids(emulator), "Twilio's 30 days must have dropped them"
+    loaded.run(make_source(emulator.base_url))
+    after = {r[0] for r in loaded.sql("SELECT sid FROM engagements")}
+    assert before <= after
+    assert expected_sids(emulator) <= after
+    assert loaded.scalar("SELECT count(*) FROM engagements__widgets WHERE engagement_sid IN (SELECT unnest(?))",
+                         sorted(before)) > 0  # fmt: skip
+
+
+def test_sixty_flows_with_distinct_widget_names_keep_every_table_narrow(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=60, engagements=4)
+    loaded.run(make_source(emu.base_url))
+    names = loaded.scalar("SELECT count(DISTINCT name) FROM engagements__widgets")
+    assert names >= 300  # 60 flows, each with its own widget names
+    widths = loaded.sql(
+        "SELECT table_name, count(*) FROM information_schema.columns "
+        "WHERE table_schema = 'twilio_studio' GROUP BY table_name"
+    )
+    assert len(widths) >= 6
+    assert max(w for _, w in widths) < 60, widths
+
+
+def test_plain_sql_answers_widget_and_flow_data_questions(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    d, now = emulator.dataset, emulator.now()
+    flow = d.flows[0]
+    widget = flow.widgets[1].name  # a send-and-wait-for-reply or gather widget
+    expected = set()
+    for i in range(*d.index_range(flow, now)):
+        view = d.view(d.script(flow, i), now)
+        if widget in view.context["widgets"] and view.status == "ended":
+            expected.add(view.script.sid)
+    got = loaded.sql(
+        "SELECT e.sid FROM engagements e JOIN engagements__widgets w ON w.engagement_sid = e.sid "
+        "WHERE e.flow_sid = ? AND w.name = ? AND e.status = 'ended'",
+        flow.sid, widget,
+    )  # fmt: skip
+    assert {r[0] for r in got} == expected and expected
+    key = flow.data_keys[0]
+    values = loaded.sql(
+        "SELECT value, count(*) FROM engagements__flow_data WHERE flow_sid = ? AND key = ? GROUP BY value",
+        flow.sid, key,
+    )  # fmt: skip
+    want: dict[str, int] = {}
+    for i in range(*d.index_range(flow, now)):
+        v = d.script(flow, i).data[key]
+        want[str(v)] = want.get(str(v), 0) + 1
+    assert dict(values) == want
+
+
+def test_arrays_in_context_become_rows(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    paths = {r[0] for r in loaded.sql("SELECT DISTINCT path FROM engagements__widgets__fields")}
+    assert "parsed.customer.tags[0]" in paths and "inbound.Body" in paths or "Digits" in paths
+    array_rows = loaded.scalar("SELECT count(*) FROM engagements__flow_data WHERE path LIKE '[%]'")
+    assert array_rows > 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "endpoint_calls", "all_have_context"),
+    [
+        pytest.param("fetch_missing", True, True, id="fetch_missing_reads_context_endpoint"),
+        pytest.param("inline", False, False, id="inline_keeps_what_the_list_has"),
+        pytest.param("never", False, False, id="never_loads_no_context"),
+    ],
+)
+def test_context_modes(
+    emulator: Emulator, loaded: Loaded, mode: str, endpoint_calls: bool, all_have_context: bool
+) -> None:
+    d, now = emulator.dataset, emulator.now()
+    hidden = {
+        d.script(f, i).sid
+        for f in d.flows
+        for i in range(*d.index_range(f, now))
+        if d.script(f, i).context_only_on_endpoint
+    }
+    assert hidden, "the emulator must hide some contexts for this test"
+    loaded.run(make_source(emulator.base_url, context_mode=mode))
+    calls = [p for p in emulator.stats.paths if p.endswith("/Context")]
+    assert len(calls) == (len(hidden) if endpoint_calls else 0)
+    empty = {r[0] for r in loaded.sql(
+        "SELECT sid FROM engagements WHERE context IS NULL OR CAST(context AS VARCHAR) = '{}'"
+    )}  # fmt: skip
+    if mode == "never":
+        assert loaded.scalar("SELECT count(*) FROM engagements WHERE context IS NOT NULL") == 0
+        assert "engagements__widgets" not in {r[0] for r in loaded.sql("SHOW TABLES")}
+    elif all_have_context:
+        assert not empty
+        assert loaded.scalar(
+            "SELECT count(DISTINCT engagement_sid) FROM engagements__widgets WHERE engagement_sid IN (SELECT unnest(?))",
+            sorted(hidden),
+        ) == len(hidden)  # fmt: skip
+    else:
+        assert empty == hidden
+
+
+def test_null_date_updated_falls_back_to_date_created(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+    emu = emulator_factory(flows=3, engagements=200)  # flow 2 is an API flow with instant, null-dated runs
+    loaded.run(make_source(emu.base_url))
+    nulls = loaded.scalar("SELECT count(*) FROM engagements WHERE date_updated IS NULL AND status = 'ended'")
+    assert nulls > 0
+    second = loaded.run(make_source(emu.base_url))
+    assert "engagements" not in second  # null-dated rows are not reloaded each run
+
+
+def test_start_and_end_date_bound_what_is_loaded(emulator: Emulator, loaded: Loaded) -> None:
+    d, now = emulator.dataset, emulator.now()
+    start, end = "2026-02-26T00:00:00Z", "2026-02-28T00:00:00Z"
+    loaded.run(make_source(emulator.base_url, start_date=start, end_date=end))
+    rows = loaded.sql("SELECT min(coalesce(date_updated, date_created)), max(coalesce(date_updated, date_created)) FROM engagements")
+    lo, hi = rows[0]
+    assert lo.isoformat() >= "2026-02-26T00:00:00+00:00" and hi.isoformat() < "2026-02-28T00:00:00+00:00"
+    # the backfill left no saved cursor: a normal run afterwards loads everything else
+    written = loaded.run(make_source(emulator.base_url))
+    assert loaded.scalar("SELECT count(*) FROM engagements") == len(expected_sids(emulator))
+    assert written["engagements"] == len(expected_sids(emulator))
+    assert now == emulator.now() and d is emulator.dataset
+
+
+def test_lookback_rereads_recent_engagements(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    assert "engagements" not in loaded.run(make_source(emulator.base_url))
+    again = loaded.run(make_source(emulator.base_url, lookback_seconds=3 * 86400))
+    assert 0 < again["engagements"] < 120
