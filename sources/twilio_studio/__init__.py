@@ -65,7 +65,7 @@ NESTED_HINTS: dict[Any, Any] = {
 
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
-    flow_sids: Sequence[str] | None = dlt.config.value,
+    flow_sids: str | Sequence[str] | None = dlt.config.value,
     account_sid: str | None = dlt.secrets.value,
     auth_token: str | None = dlt.secrets.value,
     api_key_sid: str | None = dlt.secrets.value,

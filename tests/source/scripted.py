@@ -71,3 +71,11 @@ def engagement(flow_sid: str, n: int, **overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
     record.update(overrides)
     return record
+
+
+def flow(sid: str) -> dict[str, Any]:
+    return {
+        "sid": sid, "account_sid": "AC" + "a" * 32, "friendly_name": "Scripted", "status": "published",
+        "version": 1, "date_created": "2026-01-01T00:00:00Z", "date_updated": "2026-01-02T00:00:00Z",
+        "url": "{base}/v1/Flows/" + sid, "links": {},
+    }  # fmt: skip

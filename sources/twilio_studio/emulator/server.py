@@ -192,6 +192,11 @@ class Emulator:
         with self._lock:
             self._scripted.extend([(kind, path_contains)] * times)
 
+    def clear_faults(self) -> None:
+        """Drops the scripted faults not yet used."""
+        with self._lock:
+            self._scripted.clear()
+
     def pending_faults(self) -> int:
         with self._lock:
             return len(self._scripted)
