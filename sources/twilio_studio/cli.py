@@ -1,0 +1,295 @@
+"""The ``twilio-studio`` command: run, demo, emulator, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twilio_studio.client import StudioError
+from twilio_studio.settings import (
+    CONTEXT_MODES,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONTEXT_MODE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PAGE_SIZE,
+)
+
+logger = logging.getLogger("twilio_studio")
+
+# Destinations that load Parquet natively: much faster than dlt's default INSERT files for DuckDB.
+PARQUET_DESTINATIONS = frozenset({"duckdb", "motherduck"})
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, no traceback."""
+
+
+@dataclass
+class RunSummary:
+    """What one pipeline run wrote, for the terminal."""
+
+    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+    new: int = 0
+    updated: int = 0
+
+    def render(self, title: str) -> str:
+        lines = [f"{title}: {self.rows.get('engagements', 0)} engagements written "
+                 f"({self.new} new, {self.updated} updated) in {self.seconds:.1f} s"]  # fmt: skip
+        width = max((len(t) for t in self.rows), default=10)
+        for table, count in sorted(self.rows.items()):
+            lines.append(f"  {table:<{width}}  {count:>9}")
+        if not self.rows:
+            lines.append("  nothing changed at the source: no rows written")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- pipeline
+def make_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None = None) -> Any:
+    import dlt
+
+    return dlt.pipeline(
+        pipeline_name=name, destination=destination, dataset_name=dataset, pipelines_dir=pipelines_dir
+    )
+
+
+def _engagement_count(pipeline: Any) -> int:
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name('engagements')}")
+        return int(rows[0][0]) if rows else 0
+    except Exception:  # the table does not exist before the first run
+        return 0
+
+
+def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummary:
+    """Runs the source; new and updated engagements follow from the row counts before and after."""
+    before = 0 if refresh else _engagement_count(pipeline)
+    started = time.monotonic()
+    kwargs: dict[str, Any] = {}
+    if pipeline.destination.destination_name in PARQUET_DESTINATIONS:
+        kwargs["loader_file_format"] = "parquet"
+    if refresh:
+        kwargs["refresh"] = "drop_sources"
+    pipeline.run(source, **kwargs)
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    rows = {k: v for k, v in counts.items() if not k.startswith("_dlt")}
+    written = rows.get("engagements", 0)
+    after = _engagement_count(pipeline)
+    new = max(0, after - before)
+    return RunSummary(time.monotonic() - started, rows, new=new, updated=max(0, written - new))
+
+
+def explain(error: BaseException) -> str:
+    """The message a user should see: our own error if one is in the chain, else the outermost."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StudioError):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from twilio_studio import twilio_studio_source
+
+    options: dict[str, Any] = {}
+    for name in ("base_url", "page_size", "context_mode", "max_concurrency", "start_date", "end_date",
+                 "lookback_seconds"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    if args.flow:
+        options["flow_sids"] = args.flow
+    source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
+    pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+    summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
+    print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from twilio_studio import twilio_studio_source
+    from twilio_studio.emulator import Dataset, Emulator
+    from twilio_studio.report import build_report, duckdb_runner, render_text, write_report
+
+    workdir = Path(args.dir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "twilio_studio_demo.duckdb"
+    for stale in (db, workdir / "twilio_studio_demo.duckdb.wal"):
+        stale.unlink(missing_ok=True)
+    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements)
+    with Emulator(dataset) as emu:
+        print(f"Studio emulator on {emu.base_url}: {args.flows} flows x {args.engagements} engagements")
+        creds = emu.credentials
+
+        def source() -> Any:
+            return twilio_studio_source(
+                account_sid=creds.account_sid, auth_token=creds.auth_token, base_url=emu.base_url
+            )
+
+        import dlt
+
+        pipeline = dlt.pipeline(
+            pipeline_name="twilio_studio_demo",
+            destination=dlt.destinations.duckdb(str(db)),
+            dataset_name="twilio_studio",
+            pipelines_dir=str(workdir / ".pipelines"),
+        )
+        print(run_pipeline(pipeline, source(), refresh=True).render("First load"))
+        emu.advance(hours=args.advance_hours)
+        print(f"\nThe emulator's clock moves on {args.advance_hours} h: engagements end, new ones arrive.")
+        print(run_pipeline(pipeline, source()).render("Incremental load"))
+    data = build_report(duckdb_runner(str(db), "twilio_studio"), "twilio_studio")
+    print()
+    print(render_text(data))
+    html = workdir / "twilio_studio_report.html"
+    write_report(data, html)
+    print(f"\nDuckDB file: {db}\nReport:      {html}")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults
+
+    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements)
+    faults = Faults(
+        latency=args.latency,
+        max_concurrency=args.max_concurrency,
+        retry_after=None if args.no_retry_after else args.retry_after,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        seed=args.seed,
+    )
+    credentials = Credentials(
+        account_sid=dataset.account_sid,
+        auth_token=os.environ.get("TWILIO_STUDIO_EMULATOR_AUTH_TOKEN", Credentials.auth_token),
+    )
+    emu = Emulator(dataset, host=args.host, port=args.port, credentials=credentials, faults=faults,
+                   realtime=args.realtime)  # fmt: skip
+    print(
+        f"Studio emulator on http://{args.host}:{args.port} ({args.flows} flows x {args.engagements} "
+        f"engagements, seed {args.seed}); account_sid {credentials.account_sid}, auth token from "
+        "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN or the documented default. Ctrl-C stops it.",
+        flush=True,
+    )
+    try:
+        emu.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.duckdb and not Path(args.duckdb).exists():
+        raise UserError(f"--duckdb: no such file: {args.duckdb}")
+    from twilio_studio.report import build_report, dlt_runner, duckdb_runner, render_text, write_report
+
+    if args.duckdb:
+        runner = duckdb_runner(args.duckdb, args.dataset)
+    else:
+        runner = dlt_runner(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+    data = build_report(runner, args.dataset, top_n=args.top)
+    print(render_text(data))
+    write_report(data, Path(args.output))
+    print(f"\nReport: {Path(args.output).resolve()}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twilio-studio", description="Load Twilio Studio engagement history with dlt.")
+    p.add_argument("--log-level", default=os.environ.get("TWILIO_STUDIO_LOG_LEVEL", "INFO"),
+                   help="DEBUG, INFO, WARNING or ERROR (env TWILIO_STUDIO_LOG_LEVEL; default INFO)")  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def destination_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--destination", default="duckdb", help="any dlt destination name (default duckdb)")
+        s.add_argument("--dataset", default="twilio_studio", help="dataset (schema) name (default twilio_studio)")
+        s.add_argument("--pipeline-name", default="twilio_studio", help="dlt pipeline name (default twilio_studio)")
+        s.add_argument("--pipelines-dir", default=None, help="where dlt keeps pipeline state (default ~/.dlt)")
+
+    run = sub.add_parser("run", help="load from Twilio (credentials from .dlt/secrets.toml or env vars)")
+    destination_args(run)
+    run.add_argument("--flow", action="append", metavar="FW...", help="a Flow SID; repeat for more (default: all)")
+    run.add_argument("--base-url", default=None, help=f"Studio host (default {DEFAULT_BASE_URL})")
+    run.add_argument("--page-size", type=int, default=None, help=f"1..1000 (default {DEFAULT_PAGE_SIZE})")
+    run.add_argument("--context-mode", choices=CONTEXT_MODES, default=None,
+                     help=f"default {DEFAULT_CONTEXT_MODE}")  # fmt: skip
+    run.add_argument("--max-concurrency", type=int, default=None,
+                     help=f"requests in flight (default {DEFAULT_MAX_CONCURRENCY})")  # fmt: skip
+    run.add_argument("--start-date", default=None, help="first run loads engagements updated from here (ISO 8601)")
+    run.add_argument("--end-date", default=None, help="backfill up to here (ISO 8601); saved cursors stay")
+    run.add_argument("--lookback-seconds", type=float, default=None, help="re-read this far behind the cursor")
+    run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
+    demo.add_argument("--dir", default=".", help="where the DuckDB file and report go (default: here)")
+    demo.add_argument("--flows", type=int, default=4)
+    demo.add_argument("--engagements", type=int, default=1500, help="per flow")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--advance-hours", type=float, default=36.0)
+    demo.set_defaults(func=cmd_demo)
+
+    emu = sub.add_parser("emulator", help="run the Studio API emulator in the foreground")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8080)
+    emu.add_argument("--seed", type=int, default=7)
+    emu.add_argument("--flows", type=int, default=3)
+    emu.add_argument("--engagements", type=int, default=1000, help="per flow")
+    emu.add_argument("--realtime", action="store_true", help="the clock follows the wall clock")
+    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+    emu.add_argument("--max-concurrency", type=int, default=None, help="above this many requests in flight: 429")
+    emu.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds on 429")
+    emu.add_argument("--no-retry-after", action="store_true", help="send 429 without Retry-After")
+    emu.add_argument("--error-rate", type=float, default=0.0, help="share of 500/503 answers")
+    emu.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
+    emu.add_argument("--truncate-rate", type=float, default=0.0, help="share of cut-short bodies")
+    emu.set_defaults(func=cmd_emulator)
+
+    rep = sub.add_parser("report", help="analytics over a loaded dataset: terminal tables and one HTML file")
+    destination_args(rep)
+    rep.add_argument("--duckdb", default=None, help="read this DuckDB file directly")
+    rep.add_argument("--output", default="twilio_studio_report.html")
+    rep.add_argument("--top", type=int, default=10, help="top values per flow-data key")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        print(f"error: --log-level {args.log_level!r} is not DEBUG, INFO, WARNING or ERROR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("twilio_studio").setLevel(level)
+    try:
+        return int(args.func(args))
+    except (UserError, StudioError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # dlt wraps our errors: show ours, one line, no traceback
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("failure", exc_info=True)
+        print(f"error: {explain(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The twilio-studio command, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import requests
+
+from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids
+from twilio_studio.emulator import Emulator
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "twilio_studio.cli", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def creds(emu: Emulator) -> dict[str, str]:
+    return {
+        "SOURCES__TWILIO_STUDIO__ACCOUNT_SID": ACCOUNT_SID,
+        "SOURCES__TWILIO_STUDIO__AUTH_TOKEN": AUTH_TOKEN,
+        "SOURCES__TWILIO_STUDIO__BASE_URL": emu.base_url,
+    }
+
+
+def test_run_loads_and_summarizes_then_incremental_writes_only_changes(emulator: Emulator, tmp_path: Path) -> None:
+    args = ("run", "--pipelines-dir", str(tmp_path / "p"), "--pipeline-name", "cli_test")
+    first = cli(*args, cwd=tmp_path, env=creds(emulator))
+    assert first.returncode == 0, first.stderr
+    assert "120 engagements written (120 new, 0 updated)" in first.stdout
+    assert re.search(r"engagements__widgets\s+\d+", first.stdout)
+    assert "page 1, 60 engagements read" in first.stderr  # per-flow progress
+    with duckdb.connect(str(tmp_path / "cli_test.duckdb"), read_only=True) as con:
+        sids = {r[0] for r in con.execute("SELECT sid FROM twilio_studio.engagements").fetchall()}
+    assert sids == expected_sids(emulator)
+    emulator.advance(days=2)
+    second = cli(*args, cwd=tmp_path, env=creds(emulator))
+    assert second.returncode == 0, second.stderr
+    match = re.search(r"(\d+) engagements written \((\d+) new, (\d+) updated\)", second.stdout)
+    assert match and int(match[2]) > 0 and int(match[1]) == int(match[2]) + int(match[3])
+    assert AUTH_TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(("run", "--flow", "FWnope"), {}, "error: flow_sids: 'FWnope' is not a Flow SID", id="bad_flow"),
+        pytest.param(("run", "--page-size", "5000"), {}, "error: page_size: 5000 is out of range", id="bad_page_size"),
+        pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": ""}, "error: Twilio credentials are missing",
+                     id="no_credentials"),
+        pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": "wrong"}, "answered HTTP 401 (Twilio error 20003)",
+                     id="wrong_token"),
+        pytest.param(("report", "--duckdb", "missing.duckdb"), {}, "error: --duckdb: no such file: missing.duckdb",
+                     id="report_missing_file"),
+    ],
+)  # fmt: skip
+def test_user_errors_are_one_line_without_traceback(
+    emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = cli(*args, "--pipelines-dir", str(tmp_path), cwd=tmp_path, env={**creds(emulator), **env}) if args[0] == "run" \
+        else cli(*args, cwd=tmp_path, env=creds(emulator))  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    ]
+    assert "wrong" not in result.stderr.replace("wrong_token", "")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twilio_studio.cli", "emulator", "--port", str(port), "--flows", "2",
+         "--engagements", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/v1/Flows", auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.2)
+        assert r.status_code == 200 and len(r.json()["flows"]) == 2
+        assert requests.get(f"http://127.0.0.1:{port}/v1/Flows", timeout=2).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
