@@ -60,13 +60,21 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, str | None, str]]:
             stack.extend((cp, cv, depth + 1) for cp, cv in reversed(items))
         elif isinstance(v, list) and v and depth < MAX_DEPTH:
             stack.extend((f"{p}[{n}]", child, depth + 1) for n, child in reversed(list(enumerate(v))))
-        elif isinstance(v, dict):
-            yield p, (orjson.dumps(v).decode() if v else None), "object"
-        elif isinstance(v, list):
-            yield p, (orjson.dumps(v).decode() if v else None), "array"
+        elif isinstance(v, (dict, list)):
+            yield p, _json_text(v), "object" if isinstance(v, dict) else "array"
         else:
             text, kind = scalar_text(v)
             yield p, text, kind
+
+
+def _json_text(value: dict[str, Any] | list[Any]) -> str | None:
+    """Compact JSON of what lies below MAX_DEPTH; None for empty or too deep to serialize."""
+    if not value:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson refuses structures nested deeper than 254 levels
+        return None
 
 
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
