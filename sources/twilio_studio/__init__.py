@@ -1,8 +1,8 @@
 """dlt source for Twilio Studio: flows and engagements, with each engagement's context as tables.
 
-    from twilio_studio import twilio_studio_source
-    pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination="duckdb", dataset_name="twilio_studio")
-    pipeline.run(twilio_studio_source())
+from twilio_studio import twilio_studio_source
+pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination="duckdb", dataset_name="twilio_studio")
+pipeline.run(twilio_studio_source())
 """
 
 from __future__ import annotations
@@ -52,9 +52,17 @@ NESTED_HINTS: dict[Any, Any] = {
             "position": {"data_type": "bigint"},
             "confidence": {"data_type": "double"},
             "status_code": {"data_type": "bigint"},
-            **{c: {"data_type": "text"} for c in (
-                "inbound_body", "digits", "speech_result", "content_type", "call_status", "message_status",
-            )},  # fmt: skip
+            **{
+                c: {"data_type": "text"}
+                for c in (
+                    "inbound_body",
+                    "digits",
+                    "speech_result",
+                    "content_type",
+                    "call_status",
+                    "message_status",
+                )
+            },
         }
     ),
     ("widgets", "fields"): dlt.mark.make_nested_hints(columns={"value": {"data_type": "text"}}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -55,9 +56,8 @@ class RunSummary:
 def make_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None = None) -> Any:
     import dlt
 
-    return dlt.pipeline(
-        pipeline_name=name, destination=destination, dataset_name=dataset, pipelines_dir=pipelines_dir
-    )
+    extra: dict[str, str] = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
+    return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=dataset, **extra)
 
 
 def _engagement_count(pipeline: Any) -> int:
@@ -184,10 +184,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN or the documented default. Ctrl-C stops it.",
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         emu.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

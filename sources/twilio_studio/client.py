@@ -207,9 +207,7 @@ class StudioClient:
         elif status == 404:
             hint = "it does not exist in this account (a wrong flow SID, or data past Studio's 30-day retention)"
         else:
-            hint = "the request was refused; see https://www.twilio.com/docs/errors" + (
-                f"/{code}" if code else ""
-            )
+            hint = "the request was refused; see https://www.twilio.com/docs/errors" + (f"/{code}" if code else "")
         return StudioApiError(f"{what}: GET {path} answered {coded}: {hint}", status, code)
 
     # ------------------------------------------------------------------ lists

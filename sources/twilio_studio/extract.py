@@ -222,7 +222,7 @@ class EngagementWalker:
             for n, future in futures:
                 contexts[n] = coerce_context(future.result().get("context"))
                 stats.contexts_fetched += 1
-        return [engagement_row(item, ctx) for item, ctx in zip(items, contexts)]
+        return [engagement_row(item, ctx) for item, ctx in zip(items, contexts, strict=True)]
 
     def _fetch_context(self, flow_sid: str, sid: str) -> dict[str, Any]:
         path = f"/v1/Flows/{flow_sid}/Engagements/{sid}/Context"

@@ -81,7 +81,8 @@ def _flow_sids(raw: Sequence[str] | str | None) -> list[str] | None:
     items = [s for s in items if s != ""]
     if not items:
         raise ConfigurationError(
-            f"flow_sids is empty: give at least one Flow SID, or leave it unset to load every flow ({where('flow_sids')})"
+            "flow_sids is empty: give at least one Flow SID, or leave it unset to load every flow "
+            f"({where('flow_sids')})"
         )
     for sid in items:
         if not isinstance(sid, str) or not FLOW_SID_RE.match(sid):

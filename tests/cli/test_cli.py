@@ -18,7 +18,9 @@ from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids
 from twilio_studio.emulator import Emulator
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     full_env.update(env or {})
     return subprocess.run(
@@ -60,17 +62,17 @@ def test_run_loads_and_summarizes_then_incremental_writes_only_changes(emulator:
         pytest.param(("run", "--page-size", "5000"), {}, "error: page_size: 5000 is out of range", id="bad_page_size"),
         pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": ""}, "error: Twilio credentials are missing",
                      id="no_credentials"),
-        pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": "wrong"}, "answered HTTP 401 (Twilio error 20003)",
-                     id="wrong_token"),
-        pytest.param(("report", "--duckdb", "missing.duckdb"), {}, "error: --duckdb: no such file: missing.duckdb",
-                     id="report_missing_file"),
+        pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": "wrong"},
+                     "answered HTTP 401 (Twilio error 20003)", id="wrong_token"),
+        pytest.param(("report", "--duckdb", "missing.duckdb"), {},
+                     "error: --duckdb: no such file: missing.duckdb", id="report_missing_file"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line_without_traceback(
     emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
 ) -> None:
-    result = cli(*args, "--pipelines-dir", str(tmp_path), cwd=tmp_path, env={**creds(emulator), **env}) if args[0] == "run" \
-        else cli(*args, cwd=tmp_path, env=creds(emulator))  # fmt: skip
+    extra = ("--pipelines-dir", str(tmp_path)) if args[0] == "run" else ()
+    result = cli(*args, *extra, cwd=tmp_path, env={**creds(emulator), **env})
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -65,9 +65,11 @@ def pg(tmp_path: Any) -> Iterator[PgLoaded]:
 def snapshot_pg(pg: PgLoaded) -> dict[str, Any]:
     out: dict[str, Any] = {
         "engagements": sorted(
-            (sid, status, str(upd)) for sid, status, upd in pg.sql(
-                "SELECT sid, status, extract(epoch from date_updated)::bigint FROM {ds}.engagements")
-        )  # fmt: skip
+            (sid, status, str(upd))
+            for sid, status, upd in pg.sql(
+                "SELECT sid, status, extract(epoch from date_updated)::bigint FROM {ds}.engagements"
+            )
+        )
     }
     for table in CHILD_TABLES:
         out[table] = pg.sql(f"SELECT count(*) FROM {{ds}}.{table}")[0][0]
@@ -77,9 +79,9 @@ def snapshot_pg(pg: PgLoaded) -> dict[str, Any]:
 def snapshot_duck(duck: Loaded) -> dict[str, Any]:
     out: dict[str, Any] = {
         "engagements": sorted(
-            (sid, status, str(upd)) for sid, status, upd in duck.sql(
-                "SELECT sid, status, epoch(date_updated)::bigint FROM engagements")
-        )  # fmt: skip
+            (sid, status, str(upd))
+            for sid, status, upd in duck.sql("SELECT sid, status, epoch(date_updated)::bigint FROM engagements")
+        )
     }
     for table in CHILD_TABLES:
         out[table] = duck.scalar(f"SELECT count(*) FROM {table}")

@@ -22,7 +22,7 @@ class ScriptedStudio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 status, body = outer.routes.get(self.path, (404, {"code": 20404, "status": 404}))
                 raw = json.dumps(body).replace("{base}", outer.base_url).encode()

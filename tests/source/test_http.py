@@ -56,9 +56,7 @@ def test_concurrency_cap_below_ours_still_loads_every_row(
     assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == expected_sids(emu)
 
 
-def test_persistent_failure_names_flow_and_path_and_keeps_state(
-    emulator: Emulator, loaded: Loaded
-) -> None:
+def test_persistent_failure_names_flow_and_path_and_keeps_state(emulator: Emulator, loaded: Loaded) -> None:
     flow = emulator.dataset.flows[0].sid
     emulator.inject("error", times=50, path_contains=f"{flow}/Engagements")
     with pytest.raises(PipelineStepFailed) as err:
@@ -134,7 +132,12 @@ def test_next_page_on_another_host_is_refused_and_never_requested(loaded: Loaded
         pytest.param(
             {
                 "?PageSize=1000": (200, page("engagements", [engagement(FLOW, 1)], "{base}/p2")),
-                "/p2": (200, page("engagements", [engagement(FLOW, 2)], "{base}/v1/Flows/" + FLOW + "/Engagements?PageSize=1000")),
+                "/p2": (
+                    200,
+                    page(
+                        "engagements", [engagement(FLOW, 2)], "{base}/v1/Flows/" + FLOW + "/Engagements?PageSize=1000"
+                    ),
+                ),
             },
             "the API returned the page /v1/Flows/" + FLOW + "/Engagements twice (a pagination loop)",
             id="repeated_page_url",
@@ -151,9 +154,7 @@ def test_next_page_on_another_host_is_refused_and_never_requested(loaded: Loaded
         ),
     ],
 )
-def test_broken_pagination_stops_with_a_clear_error(
-    loaded: Loaded, pages: dict[str, Any], message: str
-) -> None:
+def test_broken_pagination_stops_with_a_clear_error(loaded: Loaded, pages: dict[str, Any], message: str) -> None:
     with ScriptedStudio() as studio:
         studio.routes[f"/v1/Flows/{FLOW}"] = (200, flow(FLOW))
         for suffix, answer in pages.items():

@@ -146,7 +146,7 @@ def test_plain_sql_answers_widget_and_flow_data_questions(emulator: Emulator, lo
 def test_arrays_in_context_become_rows(emulator: Emulator, loaded: Loaded) -> None:
     loaded.run(make_source(emulator.base_url))
     paths = {r[0] for r in loaded.sql("SELECT DISTINCT path FROM engagements__widgets__fields")}
-    assert "parsed.customer.tags[0]" in paths and "inbound.Body" in paths or "Digits" in paths
+    assert ("parsed.customer.tags[0]" in paths and "inbound.Body" in paths) or "Digits" in paths
     array_rows = loaded.scalar("SELECT count(*) FROM engagements__flow_data WHERE path LIKE '[%]'")
     assert array_rows > 0
 
@@ -181,15 +181,19 @@ def test_context_modes(
         assert "engagements__widgets" not in {r[0] for r in loaded.sql("SHOW TABLES")}
     elif all_have_context:
         assert not empty
-        assert loaded.scalar(
-            "SELECT count(DISTINCT engagement_sid) FROM engagements__widgets WHERE engagement_sid IN (SELECT unnest(?))",
+        reached = loaded.scalar(
+            "SELECT count(DISTINCT engagement_sid) FROM engagements__widgets "
+            "WHERE engagement_sid IN (SELECT unnest(?))",
             sorted(hidden),
-        ) == len(hidden)  # fmt: skip
+        )
+        assert reached == len(hidden)
     else:
         assert empty == hidden
 
 
-def test_null_date_updated_falls_back_to_date_created(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_null_date_updated_falls_back_to_date_created(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
     emu = emulator_factory(flows=3, engagements=200)  # flow 2 is an API flow with instant, null-dated runs
     loaded.run(make_source(emu.base_url))
     nulls = loaded.scalar("SELECT count(*) FROM engagements WHERE date_updated IS NULL AND status = 'ended'")
@@ -202,7 +206,9 @@ def test_start_and_end_date_bound_what_is_loaded(emulator: Emulator, loaded: Loa
     d, now = emulator.dataset, emulator.now()
     start, end = "2026-02-26T00:00:00Z", "2026-02-28T00:00:00Z"
     loaded.run(make_source(emulator.base_url, start_date=start, end_date=end))
-    rows = loaded.sql("SELECT min(coalesce(date_updated, date_created)), max(coalesce(date_updated, date_created)) FROM engagements")
+    rows = loaded.sql(
+        "SELECT min(coalesce(date_updated, date_created)), max(coalesce(date_updated, date_created)) FROM engagements"
+    )
     lo, hi = rows[0]
     assert lo.isoformat() >= "2026-02-26T00:00:00+00:00" and hi.isoformat() < "2026-02-28T00:00:00+00:00"
     # the backfill left no saved cursor: a normal run afterwards loads everything else

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import orjson
@@ -27,19 +28,20 @@ from twilio_studio.settings import (
 )
 
 SID = "[0-9a-fA-F]{32}"
+RUN = rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)"  # engagement or execution
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
     for name, pattern in [
         ("flows", r"^/v1/Flows$"),
         ("flow_", rf"^/v1/Flows/(?P<flow>FW{SID})$"),
-        ("list", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)$"),
-        ("fetch", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})$"),
-        ("context", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Context$"),
-        ("steps", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps$"),
-        ("step", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})$"),
-        ("step_context", rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})/Context$"),
+        ("list", rf"{RUN}$"),
+        ("fetch", rf"{RUN}/(?P<sid>FN{SID})$"),
+        ("context", rf"{RUN}/(?P<sid>FN{SID})/Context$"),
+        ("steps", rf"{RUN}/(?P<sid>FN{SID})/Steps$"),
+        ("step", rf"{RUN}/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})$"),
+        ("step_context", rf"{RUN}/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})/Context$"),
     ]
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,7 @@ class StudioApi:
         token = params.get("PageToken")
         if token:
             anchor, direction = decode_token(token, path)
-            keys = take(listing.below(anchor), size) if direction == "n" else take(
-                listing.above(anchor), size
-            )[::-1]
+            keys = take(listing.below(anchor), size) if direction == "n" else take(listing.above(anchor), size)[::-1]
         else:
             keys = take(listing.below(listing.hi), size)
         base = dict(filters or {})
@@ -231,9 +231,7 @@ class StudioApi:
                 "next_page_url": url(page + 1, encode_token(path, keys[-1], "n")) if has_next else None,
                 "page": page,
                 "page_size": size,
-                "previous_page_url": (
-                    url(page - 1, encode_token(path, keys[0], "p")) if has_prev else None
-                ),
+                "previous_page_url": (url(page - 1, encode_token(path, keys[0], "p")) if has_prev else None),
                 "url": url(page, token),
             },
         }
@@ -289,9 +287,7 @@ class StudioApi:
             out["initiated_by"] = s.initiated_by
         return out
 
-    def _list(
-        self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str
-    ) -> dict[str, Any]:
+    def _list(self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str) -> dict[str, Any]:
         f = self._flow(path, flow)
         now = self.now()
         filters: dict[str, str] = {}
@@ -352,9 +348,7 @@ class StudioApi:
         }
 
     # ------------------------------------------------------------ steps
-    def _render_step(
-        self, origin: str, ver: str, kind: str, view: EngagementView, step: Step
-    ) -> dict[str, Any]:
+    def _render_step(self, origin: str, ver: str, kind: str, view: EngagementView, step: Step) -> dict[str, Any]:
         s: Script = view.script
         url = f"{origin}/{ver}/Flows/{s.flow.sid}/{kind}/{s.sid}/Steps/{step.sid}"
         own = "engagement_sid" if kind == "Engagements" else "execution_sid"

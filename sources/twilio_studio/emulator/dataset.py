@@ -167,9 +167,7 @@ class Dataset:
         self.context_padding = context_padding
         span_s = int(min(span, RETENTION - timedelta(days=1)).total_seconds())
         spacing = max(1, span_s // max(1, engagements_per_flow))
-        self.flows: list[Flow] = [
-            self._make_flow(i, spacing, engagements_per_flow) for i in range(flows)
-        ]
+        self.flows: list[Flow] = [self._make_flow(i, spacing, engagements_per_flow) for i in range(flows)]
         self.flows_by_sid = {f.sid: f for f in self.flows}
         self._script = lru_cache(maxsize=8192)(self._make_script)
 
@@ -179,9 +177,7 @@ class Dataset:
         variant = i // len(TEMPLATES)
         prefix = SYNONYMS[variant % len(SYNONYMS)]
         suffix = "" if variant < len(SYNONYMS) else f"_{variant}"
-        widgets = tuple(
-            Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in WIDGET_CATALOGUE[template]
-        )
+        widgets = tuple(Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in WIDGET_CATALOGUE[template])
         keys = tuple(f"{prefix}{k}{suffix}" for k in DATA_KEYS[template])
         created = self.start - timedelta(days=200 - i)
         return Flow(
@@ -327,9 +323,7 @@ class Dataset:
             previous = w.name
         return tuple(steps)
 
-    def _widget_output(
-        self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int
-    ) -> dict[str, Any]:
+    def _widget_output(self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int) -> dict[str, Any]:
         sm = "SM" + _rhex(rng)
         if w.type == "send-message":
             return {"sid": sm, "status": rng.choice(["sent", "delivered", "queued"]), "to": address}
