@@ -56,8 +56,9 @@ class RunSummary:
 def make_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None = None) -> Any:
     import dlt
 
-    extra: dict[str, str] = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
-    return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=dataset, **extra)
+    if pipelines_dir:
+        return dlt.pipeline(name, pipelines_dir, destination=destination, dataset_name=dataset)
+    return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=dataset)
 
 
 def _engagement_count(pipeline: Any) -> int:
