@@ -55,6 +55,40 @@ class PaginationError(StudioError):
     """A list page the connector must not or cannot follow (another host, a loop, a bad envelope)."""
 
 
+class AdaptiveLimit:
+    """Requests in flight for the account: halves on each 429, grows back by one after a clean run.
+
+    Twilio's 429 (error 20429) means too many concurrent requests for the account, which other
+    programs share; backing off in time alone would send the same burst again.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self._in_flight = 0
+        self._clean = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._cond:
+            while self._in_flight >= self.limit:
+                self._cond.wait()
+            self._in_flight += 1
+
+    def release(self, throttled: bool) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if throttled:
+                self.limit = max(1, self.limit // 2)
+                self._clean = 0
+            elif self.limit < self.maximum:
+                self._clean += 1
+                if self._clean >= self.limit:
+                    self.limit += 1
+                    self._clean = 0
+            self._cond.notify_all()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How failed requests are retried: bounded attempts, exponential backoff with full jitter."""
@@ -65,9 +99,9 @@ class RetryPolicy:
     timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.backoff_max, max(0.0, retry_after))
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+        """Full-jitter exponential backoff, and never sooner than the server's Retry-After."""
+        jitter = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+        return min(self.backoff_max, max(jitter, retry_after or 0.0))
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
@@ -112,7 +146,7 @@ class StudioClient:
         self._origin = origin_of(self.base_url)
         self._auth = (username, password)
         self.retry = retry or RetryPolicy()
-        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self.limit = AdaptiveLimit(max_concurrency)
         self._local = threading.local()
         self._max_connections = max_concurrency
         self.requests_sent = 0
@@ -155,15 +189,19 @@ class StudioClient:
         reason = ""
         for attempt in range(1, policy.max_attempts + 1):
             retry_after: float | None = None
+            response: requests.Response | None = None
+            self.limit.acquire()
             try:
-                with self._slots:
-                    with self._count_lock:
-                        self.requests_sent += 1
-                    response = self._session().get(url, timeout=policy.timeout)
-                    content = response.content
+                with self._count_lock:
+                    self.requests_sent += 1
+                response = self._session().get(url, timeout=policy.timeout)
+                content = response.content
             except RETRY_EXCEPTIONS as e:
                 reason = f"a network error ({type(e).__name__})"
-            else:
+                response = None
+            finally:
+                self.limit.release(throttled=response is not None and response.status_code == 429)
+            if response is not None:
                 status = response.status_code
                 if status == 200:
                     try:

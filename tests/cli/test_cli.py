@@ -109,3 +109,17 @@ def test_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_demo_loads_twice_and_writes_a_report(tmp_path: Path) -> None:
+    result = cli("demo", "--dir", str(tmp_path), "--flows", "2", "--engagements", "150", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first = re.search(r"First load: (\d+) engagements written \((\d+) new, 0 updated\)", result.stdout)
+    second = re.search(r"Incremental load: (\d+) engagements written \((\d+) new, (\d+) updated\)", result.stdout)
+    assert first and int(first[1]) == 300
+    assert second and 0 < int(second[1]) < 300 and int(second[2]) > 0 and int(second[3]) > 0
+    html = (tmp_path / "twilio_studio_report.html").read_text()
+    assert "data:image/png;base64," in html
+    with duckdb.connect(str(tmp_path / "twilio_studio_demo.duckdb"), read_only=True) as con:
+        total = con.execute("SELECT count(*) FROM twilio_studio.engagements").fetchone()
+    assert total is not None and total[0] == 300 + int(second[2])

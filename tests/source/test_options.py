@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded
 from twilio_studio import ConfigurationError, twilio_studio_source
 from twilio_studio.emulator import Emulator
 
@@ -121,16 +121,14 @@ def test_secret_never_in_error_even_when_misplaced(emulator: Emulator) -> None:
     assert "AC" + "z" * 32 not in str(err.value)
 
 
-def test_credentials_come_from_environment(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_come_from_environment(emulator: Emulator, loaded: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCES__TWILIO_STUDIO__ACCOUNT_SID", ACCOUNT_SID)
     monkeypatch.setenv("SOURCES__TWILIO_STUDIO__AUTH_TOKEN", AUTH_TOKEN)
     monkeypatch.setenv("SOURCES__TWILIO_STUDIO__PAGE_SIZE", "25")
-    source = twilio_studio_source(base_url=emulator.base_url)
-    flows = list(source.with_resources("flows"))
-    assert len(flows) == 2
-    assert any("PageSize=25" in p for p in emulator.stats.paths) is False  # flows list uses 1000
-    engagements = list(source.with_resources("engagements"))
-    assert len(engagements) == 120
+    written = loaded.run(twilio_studio_source(base_url=emulator.base_url))
+    assert written["engagements"] == 120 and written["flows"] == 2
+    # 60 engagements per flow at 25 a page: 3 list pages per flow
+    assert sum(1 for p in emulator.stats.paths if p.endswith("/Engagements")) == 6
 
 
 def test_comma_separated_flow_sids_from_environment(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,699 @@
+"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, flow data.
+
+    run = duckdb_runner("studio.duckdb", "twilio_studio")
+    data = build_report(run, "twilio_studio")
+    write_report(data, "report.html")
+
+The numbers come from SQL that runs unchanged on DuckDB and PostgreSQL, through a ``Runner``: any
+callable that takes a query and returns its rows. ``dlt_runner`` reads back through dlt's own SQL
+client, so every SQL destination dlt can query works. The report never reads the contact's address
+or the raw ``context``; ``render_html`` needs matplotlib, ``render_text`` needs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dlt
+import duckdb
+from dlt.common.destination import TDestinationReferenceArg
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger("twilio_studio.report")
+
+Runner = Callable[[str], list[tuple[Any, ...]]]
+"""Runs one SQL query and returns all its rows."""
+
+ALL_FLOWS = None  # the flow_sid of rows that cover every flow
+# Upper bounds (seconds) of the duration histogram's buckets; the last bucket is open-ended.
+DURATION_BUCKETS: tuple[tuple[float | None, str], ...] = (
+    (60, "< 1 min"),
+    (600, "1-10 min"),
+    (3_600, "10-60 min"),
+    (86_400, "1-24 h"),
+    (None, ">= 1 day"),
+)
+NO_WIDGETS_NOTE = (
+    "No widget data in this dataset (the engagements__widgets table is missing or empty), "
+    "e.g. because it was loaded with context_mode='never'."
+)
+NO_FLOW_DATA_NOTE = "No flow data in this dataset (the engagements__flow_data table is missing or empty)."
+NO_DURATIONS_NOTE = "No ended engagement has a date_updated, so there are no durations to show."
+
+
+# ------------------------------------------------------------------------------------------- runners
+def duckdb_runner(path: str, dataset: str) -> Runner:
+    """A runner over a DuckDB file, opened read-only per query with ``dataset`` on the search path.
+
+    Args:
+        path: The DuckDB database file the pipeline loaded into.
+        dataset: The dlt dataset name (a schema in the file), e.g. ``twilio_studio``.
+
+    Returns:
+        The runner.
+
+    Raises:
+        ValueError: (from the runner) the file has no schema named ``dataset``.
+    """
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(path, read_only=True) as con:
+            try:
+                con.execute(f"SET search_path = {quote_literal(dataset)}")
+            except duckdb.CatalogException as e:
+                found = con.execute("SELECT DISTINCT schema_name FROM duckdb_schemas() WHERE NOT internal")
+                schemas = sorted(str(r[0]) for r in found.fetchall())
+                raise ValueError(
+                    f"dataset {dataset!r} is not in {path}: pass the dataset_name the pipeline loaded into "
+                    f"(the default is 'twilio_studio'); the file has {', '.join(schemas)}"
+                ) from e
+            return [tuple(row) for row in con.execute(sql).fetchall()]
+
+    return run
+
+
+def dlt_runner(
+    pipeline_name: str,
+    destination: TDestinationReferenceArg = None,
+    dataset_name: str | None = None,
+    pipelines_dir: str | None = None,
+) -> Runner:
+    """A runner through a dlt pipeline's SQL client: any SQL destination dlt can read back.
+
+    Args:
+        pipeline_name: The pipeline that loaded the data.
+        destination: Its destination: a destination object such as
+            ``dlt.destinations.postgres(credentials)``, or a name (``"postgres"``) whose credentials
+            dlt finds in its config (``.dlt/secrets.toml`` or env vars); None uses the destination
+            saved in the pipeline's local state. A DuckDB file needs ``dlt.destinations.duckdb(path)``:
+            by name, dlt opens ``<pipeline_name>.duckdb`` in the working directory.
+        dataset_name: Its dataset; None uses the one saved in the pipeline's local state.
+        pipelines_dir: Where the pipeline keeps its local state; None is dlt's default.
+
+    Returns:
+        The runner; each query opens and closes its own connection.
+    """
+    # dlt's own defaults apply where an argument is None (its signature says str, not str | None)
+    options: dict[str, Any] = {"pipeline_name": pipeline_name, "destination": destination}
+    if dataset_name is not None:
+        options["dataset_name"] = dataset_name
+    if pipelines_dir is not None:
+        options["pipelines_dir"] = pipelines_dir
+    pipeline = dlt.pipeline(**options)
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(sql)
+        return [tuple(row) for row in rows or []]
+
+    return run
+
+
+def quote_ident(name: str) -> str:
+    """An SQL identifier in double quotes, as both DuckDB and PostgreSQL read it."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An SQL string literal in single quotes."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -------------------------------------------------------------------------------------- report data
+@dataclass(frozen=True)
+class DayCount:
+    """Engagements created on one UTC day in one flow."""
+
+    day: date
+    flow_sid: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StatusShare:
+    """How many engagements of a flow (or of all flows: ``flow_sid`` None) have one status."""
+
+    flow_sid: str | None
+    status: str
+    count: int
+    percent: float
+
+
+@dataclass(frozen=True)
+class DurationStats:
+    """Seconds from date_created to date_updated of ended engagements, per flow or overall (None)."""
+
+    flow_sid: str | None
+    count: int
+    median_seconds: float
+    p90_seconds: float
+    mean_seconds: float
+
+
+@dataclass(frozen=True)
+class DurationBucket:
+    """How many ended engagements of a flow took a time within one histogram bucket."""
+
+    flow_sid: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """One widget of a flow: engagements that reached it, and ended engagements that stopped there.
+
+    ``stopped`` counts ended engagements whose last widget reached (highest position) is this one.
+    """
+
+    flow_sid: str
+    widget: str
+    typical_position: float
+    reached: int
+    stopped: int
+
+
+@dataclass(frozen=True)
+class TopValue:
+    """A frequent value of one flow-data key (scalar keys only); ``percent`` of that key's rows."""
+
+    flow_sid: str
+    key: str
+    value: str | None
+    count: int
+    percent: float
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows; the renderers only format it."""
+
+    dataset: str
+    top_n: int
+    flow_names: dict[str, str]
+    total_engagements: int
+    per_day: list[DayCount]
+    status: list[StatusShare]
+    durations: list[DurationStats]
+    duration_buckets: list[DurationBucket]
+    funnel: list[FunnelStep]
+    funnel_entered: dict[str, int]
+    top_values: list[TopValue]
+    notes: dict[str, str] = field(default_factory=dict)
+    generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
+
+    def flow_name(self, flow_sid: str | None) -> str:
+        """The flow's friendly name, its sid when the flows table lacks it, or "All flows"."""
+        if flow_sid is None:
+            return "All flows"
+        return self.flow_names.get(flow_sid) or flow_sid
+
+    def flow_sids(self) -> list[str]:
+        """Every flow with engagements or a name, ordered by name."""
+        sids = set(self.flow_names) | {d.flow_sid for d in self.per_day}
+        sids |= {s.flow_sid for s in self.status if s.flow_sid is not None}
+        return sorted(sids, key=lambda s: (self.flow_name(s), s))
+
+
+# -------------------------------------------------------------------------------------- computation
+class _Tables:
+    """Qualified names of the dataset's tables, and which of them exist."""
+
+    def __init__(self, run: Runner, dataset: str) -> None:
+        self.dataset = dataset
+        rows = run(f"SELECT table_name FROM information_schema.tables WHERE table_schema = {quote_literal(dataset)}")
+        self.present = {str(r[0]) for r in rows}
+
+    def __contains__(self, table: str) -> bool:
+        return table in self.present
+
+    def __getitem__(self, table: str) -> str:
+        return f"{quote_ident(self.dataset)}.{quote_ident(table)}"
+
+
+def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
+    """Computes the report's numbers from a loaded dataset.
+
+    Args:
+        run: Runs SQL on the destination, e.g. from ``duckdb_runner`` or ``dlt_runner``.
+        dataset: The dataset (schema) the pipeline loaded into, e.g. ``twilio_studio``.
+        top_n: How many of the most frequent values to show per flow-data key.
+
+    Returns:
+        The report data.
+
+    Raises:
+        ValueError: ``top_n`` is below 1, or the dataset has no ``engagements`` table.
+    """
+    if top_n < 1:
+        raise ValueError(f"top_n must be 1 or more, got {top_n}")
+    t = _Tables(run, dataset)
+    if "engagements" not in t:
+        raise ValueError(
+            f"dataset {dataset!r} has no engagements table: pass the destination and the dataset_name "
+            "the pipeline loaded into (the default dataset is 'twilio_studio'), and run it at least once"
+        )
+    notes: dict[str, str] = {}
+    status = _status_shares(run, t)
+    durations, buckets = _durations(run, t)
+    if not durations:
+        notes["durations"] = NO_DURATIONS_NOTE
+    funnel, entered = _funnel(run, t) if "engagements__widgets" in t else ([], {})
+    if not funnel:
+        notes["funnel"] = NO_WIDGETS_NOTE
+    top = _top_values(run, t, top_n) if "engagements__flow_data" in t else []
+    if not top:
+        notes["top_values"] = NO_FLOW_DATA_NOTE
+    data = ReportData(
+        dataset=dataset,
+        top_n=top_n,
+        flow_names=_flow_names(run, t),
+        total_engagements=sum(s.count for s in status if s.flow_sid is ALL_FLOWS),
+        per_day=_per_day(run, t),
+        status=status,
+        durations=durations,
+        duration_buckets=buckets,
+        funnel=funnel,
+        funnel_entered=entered,
+        top_values=top,
+        notes=notes,
+    )
+    _order_by_flow_name(data)
+    logger.info("report on %s: %d engagements in %d flows", dataset, data.total_engagements, len(data.flow_sids()))
+    return data
+
+
+def _order_by_flow_name(data: ReportData) -> None:
+    """Sorts every list by flow name ("All flows" first), keeping each flow's rows in their order."""
+    rank = {sid: n for n, sid in enumerate(data.flow_sids())}
+
+    def flow(sid: str | None) -> int:
+        return -1 if sid is None else rank.get(sid, len(rank))
+
+    data.per_day.sort(key=lambda d: (d.day, flow(d.flow_sid)))
+    data.status.sort(key=lambda s: flow(s.flow_sid))
+    data.durations.sort(key=lambda d: flow(d.flow_sid))
+    data.duration_buckets.sort(key=lambda b: flow(b.flow_sid))
+    data.funnel.sort(key=lambda f: flow(f.flow_sid))
+    data.top_values.sort(key=lambda v: flow(v.flow_sid))
+
+
+def _flow_names(run: Runner, t: _Tables) -> dict[str, str]:
+    if "flows" not in t:
+        return {}
+    return {str(sid): str(name) for sid, name in run(f"SELECT sid, friendly_name FROM {t['flows']}") if name}
+
+
+def _per_day(run: Runner, t: _Tables) -> list[DayCount]:
+    rows = run(
+        "SELECT CAST(date_trunc('day', date_created AT TIME ZONE 'UTC') AS DATE) AS day, flow_sid, "
+        f"count(*) FROM {t['engagements']} WHERE date_created IS NOT NULL "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return [DayCount(_as_date(day), str(flow), int(n)) for day, flow, n in rows]
+
+
+def _status_shares(run: Runner, t: _Tables) -> list[StatusShare]:
+    rows = run(
+        f"SELECT flow_sid, COALESCE(status, 'unknown') AS status, count(*) FROM {t['engagements']} GROUP BY 1, 2"
+    )
+    counts: dict[tuple[str | None, str], int] = {}
+    for flow, status, n in rows:
+        for key in ((str(flow), str(status)), (ALL_FLOWS, str(status))):
+            counts[key] = counts.get(key, 0) + int(n)
+    totals: dict[str | None, int] = {}
+    for (flow, _), n in counts.items():
+        totals[flow] = totals.get(flow, 0) + n
+    shares = [StatusShare(flow, status, n, 100.0 * n / totals[flow]) for (flow, status), n in counts.items()]
+    return sorted(shares, key=lambda s: (s.flow_sid is not None, s.flow_sid or "", -s.count, s.status))
+
+
+def _durations(run: Runner, t: _Tables) -> tuple[list[DurationStats], list[DurationBucket]]:
+    seconds = (
+        "WITH d AS (SELECT flow_sid, CAST(EXTRACT(EPOCH FROM date_updated) - EXTRACT(EPOCH FROM date_created) "
+        f"AS DOUBLE PRECISION) AS seconds FROM {t['engagements']} "
+        "WHERE status = 'ended' AND date_updated IS NOT NULL AND date_created IS NOT NULL) "
+    )
+    stats = (
+        "count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds), "
+        "percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds), avg(seconds) FROM d"
+    )
+    per_flow = run(f"{seconds}SELECT flow_sid, {stats} GROUP BY flow_sid ORDER BY flow_sid")
+    overall = run(f"{seconds}SELECT {stats}")
+    out = [
+        DurationStats(str(flow), int(n), float(med), float(p90), float(mean)) for flow, n, med, p90, mean in per_flow
+    ]
+    if out:
+        n, med, p90, mean = overall[0]
+        out.insert(0, DurationStats(ALL_FLOWS, int(n), float(med), float(p90), float(mean)))
+    cases = " ".join(
+        f"WHEN seconds < {bound} THEN {i}" for i, (bound, _) in enumerate(DURATION_BUCKETS) if bound is not None
+    )
+    rows = run(
+        f"{seconds}SELECT flow_sid, CASE {cases} ELSE {len(DURATION_BUCKETS) - 1} END AS bucket, count(*) "
+        "FROM d GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    buckets = [DurationBucket(str(flow), DURATION_BUCKETS[int(b)][1], int(n)) for flow, b, n in rows]
+    return out, buckets
+
+
+def _funnel(run: Runner, t: _Tables) -> tuple[list[FunnelStep], dict[str, int]]:
+    widgets, engagements = t["engagements__widgets"], t["engagements"]
+    reached = run(
+        "SELECT flow_sid, name, count(DISTINCT engagement_sid), min(position), "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY position) "
+        f"FROM {widgets} GROUP BY flow_sid, name"
+    )
+    stopped_rows = run(
+        "WITH ranked AS (SELECT w.flow_sid, w.name, ROW_NUMBER() OVER "
+        "(PARTITION BY w.engagement_sid ORDER BY w.position DESC, w.name) AS rn "
+        f"FROM {widgets} w JOIN {engagements} e ON e.sid = w.engagement_sid WHERE e.status = 'ended') "
+        "SELECT flow_sid, name, count(*) FROM ranked WHERE rn = 1 GROUP BY flow_sid, name"
+    )
+    entered_rows = run(f"SELECT flow_sid, count(DISTINCT engagement_sid) FROM {widgets} GROUP BY flow_sid")
+    stopped = {(str(f), str(w)): int(n) for f, w, n in stopped_rows}
+    ordered = sorted(reached, key=lambda r: (str(r[0]), float(r[4]), int(r[3]), str(r[1])))
+    steps = [
+        FunnelStep(str(f), str(w), float(median), int(n), stopped.get((str(f), str(w)), 0))
+        for f, w, n, _, median in ordered
+    ]
+    return steps, {str(f): int(n) for f, n in entered_rows}
+
+
+def _top_values(run: Runner, t: _Tables, top_n: int) -> list[TopValue]:
+    rows = run(
+        "WITH counted AS (SELECT flow_sid, key, value, count(*) AS n "
+        f"FROM {t['engagements__flow_data']} WHERE path = '' GROUP BY flow_sid, key, value), "
+        "ranked AS (SELECT flow_sid, key, value, n, sum(n) OVER (PARTITION BY flow_sid, key) AS total, "
+        "ROW_NUMBER() OVER (PARTITION BY flow_sid, key ORDER BY n DESC, value ASC NULLS LAST) AS rn "
+        "FROM counted) "
+        f"SELECT flow_sid, key, value, n, total FROM ranked WHERE rn <= {int(top_n)} ORDER BY flow_sid, key, rn"
+    )
+    return [
+        TopValue(str(f), str(k), None if v is None else str(v), int(n), 100.0 * int(n) / int(total))
+        for f, k, v, n, total in rows
+    ]
+
+
+def _as_date(value: Any) -> date:
+    return value.date() if isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+
+
+# ----------------------------------------------------------------------------------------- as text
+@dataclass(frozen=True)
+class _Table:
+    """A table as both renderers show it: a title, headers, rows of text, right-aligned columns."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    numeric: frozenset[int] = frozenset()
+    note: str | None = None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3_600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3_600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def _tables(data: ReportData) -> list[_Table]:
+    """The report's tables, in the order both renderers show them."""
+    name = data.flow_name
+    flows = _Table(
+        "Flows",
+        ("Flow", "SID", "Engagements"),
+        [(name(sid), sid, str(sum(s.count for s in data.status if s.flow_sid == sid))) for sid in data.flow_sids()],
+        frozenset({2}),
+    )
+    per_day = _Table(
+        "Engagements per day (UTC, by date created)",
+        ("Day", "Flow", "Engagements"),
+        [(d.day.isoformat(), name(d.flow_sid), str(d.count)) for d in data.per_day],
+        frozenset({2}),
+    )
+    status = _Table(
+        "Status share",
+        ("Flow", "Status", "Engagements", "Percent"),
+        [(name(s.flow_sid), s.status, str(s.count), f"{s.percent:.1f} %") for s in data.status],
+        frozenset({2, 3}),
+    )
+    durations = _Table(
+        "Time from created to last update (ended engagements)",
+        ("Flow", "Count", "Median", "p90", "Mean"),
+        [
+            (
+                name(d.flow_sid),
+                str(d.count),
+                _duration(d.median_seconds),
+                _duration(d.p90_seconds),
+                _duration(d.mean_seconds),
+            )
+            for d in data.durations
+        ],
+        frozenset({1, 2, 3, 4}),
+        data.notes.get("durations"),
+    )
+    funnel = _Table(
+        "Widget funnel (reached: engagements that reached the widget; stopped: ended ones whose last widget it was)",
+        ("Flow", "Widget", "Reached", "Reached %", "Stopped"),
+        [
+            (
+                name(f.flow_sid),
+                f.widget,
+                str(f.reached),
+                f"{100.0 * f.reached / max(1, data.funnel_entered.get(f.flow_sid, 0)):.1f} %",
+                str(f.stopped),
+            )
+            for f in data.funnel
+        ],
+        frozenset({2, 3, 4}),
+        data.notes.get("funnel"),
+    )
+    top = _Table(
+        f"Top {data.top_n} flow-data values per key (scalar keys)",
+        ("Flow", "Key", "Value", "Count", "Percent"),
+        [
+            (name(v.flow_sid), v.key, "(null)" if v.value is None else v.value, str(v.count), f"{v.percent:.1f} %")
+            for v in data.top_values
+        ],
+        frozenset({3, 4}),
+        data.notes.get("top_values"),
+    )
+    return [flows, per_day, status, durations, funnel, top]
+
+
+def _text_table(table: _Table) -> str:
+    lines = [table.title, "=" * min(len(table.title), 110)]
+    if table.note and not table.rows:
+        return "\n".join([*lines, table.note])
+    widths = [len(h) for h in table.headers]
+    for row in table.rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in table.numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines += [line(table.headers), line(["-" * w for w in widths]), *(line(r) for r in table.rows)]
+    if table.note:
+        lines.append(table.note)
+    return "\n".join(lines)
+
+
+def render_text(data: ReportData) -> str:
+    """The report as fixed-width tables for a terminal."""
+    head = (
+        f"Twilio Studio report: dataset {data.dataset}, {data.total_engagements} engagements in "
+        f"{len(data.flow_sids())} flows (generated {data.generated_at:%Y-%m-%d %H:%M} UTC)"
+    )
+    return "\n\n".join([head, *(_text_table(t) for t in _tables(data))]) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- as HTML
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
+img { max-width: 100%; display: block; margin: 1em 0; } .note { color: #666; font-style: italic; }
+"""
+
+
+def _html_table(table: _Table) -> str:
+    parts = [f"<h2>{html.escape(table.title)}</h2>"]
+    if table.rows:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f'<td class="num">{html.escape(c)}</td>' if i in table.numeric else f"<td>{html.escape(c)}</td>"
+                for i, c in enumerate(row)
+            )
+            + "</tr>"
+            for row in table.rows
+        )
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    if table.note:
+        parts.append(f'<p class="note">{html.escape(table.note)}</p>')
+    return "\n".join(parts)
+
+
+def _png(fig: Figure) -> str:
+    """The figure as an ``<img>`` with a base64 PNG data URI (no metadata, no external reference)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # draws with Agg whatever the process-wide backend is
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    title = fig.axes[0].get_title() if fig.axes else "chart"
+    encoded = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _chart_per_day(data: ReportData) -> Figure | None:
+    if not data.per_day:
+        return None
+    days = sorted({d.day for d in data.per_day})
+    fig = _figure(10, 4)
+    ax = fig.add_subplot()
+    bottom = [0] * len(days)
+    for sid in data.flow_sids():
+        counts = {d.day: d.count for d in data.per_day if d.flow_sid == sid}
+        heights = [counts.get(day, 0) for day in days]
+        if any(heights):
+            ax.bar([d.isoformat() for d in days], heights, bottom=bottom, label=data.flow_name(sid))
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_title("Engagements per day (UTC)")
+    ax.set_ylabel("engagements")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _chart_status(data: ReportData) -> Figure | None:
+    groups: list[str | None] = [None, *data.flow_sids()]
+    statuses = sorted({s.status for s in data.status})
+    if not statuses:
+        return None
+    fig = _figure(10, 1.2 + 0.45 * len(groups))
+    ax = fig.add_subplot()
+    labels = [data.flow_name(g) for g in groups]
+    left = [0.0] * len(groups)
+    for status in statuses:
+        share = {s.flow_sid: s.percent for s in data.status if s.status == status}
+        widths = [share.get(g, 0.0) for g in groups]
+        ax.barh(labels, widths, left=left, label=status)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("percent of engagements")
+    ax.set_title("Status share")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def _chart_funnel(data: ReportData, flow_sid: str) -> Figure | None:
+    steps = [f for f in data.funnel if f.flow_sid == flow_sid]
+    if not steps:
+        return None
+    fig = _figure(9, 1.2 + 0.4 * len(steps))
+    ax = fig.add_subplot()
+    names = [s.widget for s in steps]
+    ax.barh(names, [s.reached for s in steps], label="reached", color="#4c78a8")
+    ax.barh(names, [s.stopped for s in steps], label="stopped here (ended)", color="#e45756", height=0.45)
+    ax.invert_yaxis()
+    ax.set_xlabel("engagements")
+    ax.set_title(f"Widget funnel: {data.flow_name(flow_sid)}")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def _chart_durations(data: ReportData) -> Figure | None:
+    if not data.duration_buckets:
+        return None
+    flows = [s for s in data.flow_sids() if any(b.flow_sid == s for b in data.duration_buckets)]
+    labels = [label for _, label in DURATION_BUCKETS]
+    fig = _figure(10, 4)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(flows))
+    for n, sid in enumerate(flows):
+        counts = {b.label: b.count for b in data.duration_buckets if b.flow_sid == sid}
+        xs = [i + n * width - 0.4 + width / 2 for i in range(len(labels))]
+        ax.bar(xs, [counts.get(label, 0) for label in labels], width=width, label=data.flow_name(sid))
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("ended engagements")
+    ax.set_title("Time from created to last update (ended engagements)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _charts(figures: Iterable[Figure | None]) -> str:
+    return "\n".join(_png(f) for f in figures if f is not None)
+
+
+def render_html(data: ReportData) -> str:
+    """The report as one self-contained HTML page: tables and PNG charts inline, nothing fetched.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "render_html draws its charts with matplotlib, which is not installed: "
+            "pip install 'matplotlib>=3.8,<4' (or use render_text)"
+        ) from e
+    flows, per_day, status, durations, funnel, top = _tables(data)
+    title = f"Twilio Studio report: {data.dataset}"
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{data.total_engagements} engagements in {len(data.flow_sids())} flows; "
+        f"generated {data.generated_at:%Y-%m-%d %H:%M} UTC.</p>",
+        _html_table(flows),
+        _charts([_chart_per_day(data)]),
+        _html_table(per_day),
+        _charts([_chart_status(data)]),
+        _html_table(status),
+        _charts([_chart_durations(data)]),
+        _html_table(durations),
+        _charts(_chart_funnel(data, sid) for sid in data.flow_sids()),
+        _html_table(funnel),
+        _html_table(top),
+    ]
+    body = "\n".join(s for s in sections if s)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def write_report(data: ReportData, path: str | Path) -> Path:
+    """Writes the HTML report to ``path`` (UTF-8) and returns the path."""
+    out = Path(path)
+    out.write_text(render_html(data), encoding="utf-8")
+    logger.info("report written to %s", out)
+    return out
