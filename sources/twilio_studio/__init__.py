@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dlt
@@ -26,7 +26,13 @@ from twilio_studio.client import (
 from twilio_studio.context import flow_row
 from twilio_studio.extract import EngagementWalker, FlowCursor, Window
 from twilio_studio.options import SourceOptions, validate_options
-from twilio_studio.settings import DEFAULT_BASE_URL, DEFAULT_CONTEXT_MODE, DEFAULT_MAX_CONCURRENCY, DEFAULT_PAGE_SIZE
+from twilio_studio.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONTEXT_MODE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_WRITE_MODE,
+)
 
 __all__ = [
     "ConfigurationError",
@@ -71,6 +77,25 @@ NESTED_HINTS: dict[Any, Any] = {
 }
 
 
+# scd2 retires only the versions of the SIDs a run loads (merge_key): a run carries changed
+# engagements only, and rows Twilio dropped after 30 days must stay current, not be closed as deleted.
+WRITE_HINTS: dict[str, dict[str, Any]] = {
+    "merge": {"write_disposition": "merge", "primary_key": "sid"},
+    "scd2": {
+        "write_disposition": {
+            "disposition": "merge",
+            "strategy": "scd2",
+            "validity_column_names": ["valid_from", "valid_to"],
+        },
+        "merge_key": "sid",
+    },
+    "append": {
+        "write_disposition": "append",
+        "columns": {**ENGAGEMENT_COLUMNS, "snapshot_at": dict(TIMESTAMP)},
+    },
+}
+
+
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
     flow_sids: str | Sequence[str] | None = dlt.config.value,
@@ -81,6 +106,7 @@ def twilio_studio_source(
     base_url: str = DEFAULT_BASE_URL,
     page_size: int = DEFAULT_PAGE_SIZE,
     context_mode: str = DEFAULT_CONTEXT_MODE,
+    write_mode: str = DEFAULT_WRITE_MODE,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     start_date: str | datetime | None = None,
     end_date: str | datetime | None = None,
@@ -100,6 +126,9 @@ def twilio_studio_source(
         page_size: Records per list page, 1 to 1000.
         context_mode: ``fetch_missing`` (read the Context endpoint when a list item has none),
             ``inline`` (only what the list carries) or ``never`` (load no context at all).
+        write_mode: ``merge`` (latest state per sid), ``scd2`` (every version, with ``valid_from`` and
+            ``valid_to``; child rows belong to their version) or ``append`` (each run appends the changed
+            engagements with ``snapshot_at``, the run's time).
         max_concurrency: Requests in flight at once for the whole account (flows and contexts).
         start_date: A flow's first run loads engagements updated at or after this time.
         end_date: Load only engagements updated before this time (a backfill); saved cursors stay.
@@ -120,6 +149,7 @@ def twilio_studio_source(
             base_url=base_url,
             page_size=page_size,
             context_mode=context_mode,
+            write_mode=write_mode,
             max_concurrency=max_concurrency,
             start_date=start_date,
             end_date=end_date,
@@ -156,13 +186,7 @@ def twilio_studio_source(
     def flows() -> Iterator[list[dict[str, Any]]]:
         yield [flow_row(f) for f in flow_items()]
 
-    @dlt.resource(
-        name="engagements",
-        write_disposition="merge",
-        primary_key="sid",
-        columns=ENGAGEMENT_COLUMNS,
-        nested_hints=NESTED_HINTS,
-    )
+    @dlt.resource(name="engagements", columns=ENGAGEMENT_COLUMNS, nested_hints=NESTED_HINTS)
     def engagements() -> Iterator[list[dict[str, Any]]]:
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
@@ -183,6 +207,14 @@ def twilio_studio_source(
                 flow_sid, s.pages, s.seen, s.emitted, s.contexts_fetched, s.seconds,
             )  # fmt: skip
 
-        yield from walker.run(sids, cursors, save)
+        if options.write_mode != "append":
+            yield from walker.run(sids, cursors, save)
+            return
+        snapshot_at = datetime.now(timezone.utc)
+        for rows in walker.run(sids, cursors, save):
+            for row in rows:
+                row["snapshot_at"] = snapshot_at
+            yield rows
 
+    engagements.apply_hints(**WRITE_HINTS[options.write_mode])
     return flows, engagements

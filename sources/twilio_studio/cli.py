@@ -20,6 +20,8 @@ from twilio_studio.settings import (
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_WRITE_MODE,
+    WRITE_MODES,
 )
 
 logger = logging.getLogger("twilio_studio")
@@ -64,7 +66,8 @@ def make_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str 
 def _engagement_count(pipeline: Any) -> int:
     try:
         with pipeline.sql_client() as client:
-            rows = client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name('engagements')}")
+            table = client.make_qualified_table_name("engagements")
+            rows = client.execute_sql(f"SELECT count(DISTINCT sid) FROM {table}")  # versions count once
         return int(rows[0][0]) if rows else 0
     except Exception:  # the table does not exist before the first run
         return 0
@@ -105,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from twilio_studio import twilio_studio_source
 
     options: dict[str, Any] = {}
-    for name in ("base_url", "page_size", "context_mode", "max_concurrency", "start_date", "end_date",
+    for name in ("base_url", "page_size", "context_mode", "write_mode", "max_concurrency", "start_date", "end_date",
                  "lookback_seconds"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
@@ -226,6 +229,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--page-size", type=int, default=None, help=f"1..1000 (default {DEFAULT_PAGE_SIZE})")
     run.add_argument("--context-mode", choices=CONTEXT_MODES, default=None,
                      help=f"default {DEFAULT_CONTEXT_MODE}")  # fmt: skip
+    run.add_argument("--write-mode", choices=WRITE_MODES, default=None,
+                     help="merge (latest state), scd2 (every version) or append (change log); "
+                     f"default {DEFAULT_WRITE_MODE}")  # fmt: skip
     run.add_argument("--max-concurrency", type=int, default=None,
                      help=f"requests in flight (default {DEFAULT_MAX_CONCURRENCY})")  # fmt: skip
     run.add_argument("--start-date", default=None, help="first run loads engagements updated from here (ISO 8601)")

@@ -18,6 +18,7 @@ from twilio_studio.settings import (
     MAX_CONCURRENCY_LIMIT,
     MAX_PAGE_SIZE,
     MIN_PAGE_SIZE,
+    WRITE_MODES,
 )
 
 SECTION = "sources.twilio_studio"
@@ -42,6 +43,7 @@ class SourceOptions:
     base_url: str
     page_size: int
     context_mode: str
+    write_mode: str
     max_concurrency: int
     start_date: str | datetime | None
     end_date: str | datetime | None
@@ -58,6 +60,7 @@ class ValidOptions:
     base_url: str
     page_size: int
     context_mode: str
+    write_mode: str
     max_concurrency: int
     start_date: datetime | None
     end_date: datetime | None
@@ -174,6 +177,10 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         raise ConfigurationError(
             f"context_mode: {_shown(o.context_mode)} is not one of {', '.join(CONTEXT_MODES)} ({where('context_mode')})"
         )
+    if o.write_mode not in WRITE_MODES:
+        raise ConfigurationError(
+            f"write_mode: {_shown(o.write_mode)} is not one of {', '.join(WRITE_MODES)} ({where('write_mode')})"
+        )
     max_concurrency = _int_in("max_concurrency", o.max_concurrency, 1, MAX_CONCURRENCY_LIMIT)
     max_attempts = _int_in("max_attempts", o.max_attempts, 1, 20)
     base_url = _base_url(o.base_url)
@@ -198,6 +205,7 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         base_url=base_url,
         page_size=page_size,
         context_mode=o.context_mode,
+        write_mode=o.write_mode,
         max_concurrency=max_concurrency,
         start_date=start,
         end_date=end,

@@ -43,3 +43,7 @@ MAX_CONCURRENCY_LIMIT = 64
 # How a list item without context is completed (see README "Context").
 CONTEXT_MODES = ("inline", "fetch_missing", "never")
 DEFAULT_CONTEXT_MODE = "fetch_missing"
+
+# How engagements are written (README "History"): latest state, every version, or a change log.
+WRITE_MODES = ("merge", "scd2", "append")
+DEFAULT_WRITE_MODE = "merge"
