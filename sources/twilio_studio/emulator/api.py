@@ -156,6 +156,8 @@ class StudioApi:
         for name, pattern in ROUTES:
             m = pattern.match(path)
             if m:
+                if m.groupdict().get("kind") == "Engagements" and m["ver"] != "v1":
+                    break  # Engagements are a v1 resource: Twilio's v2 spec has Executions only
                 try:
                     body = getattr(self, f"_{name}")(origin, path, params, **m.groupdict())
                 except ApiError as e:

@@ -62,6 +62,10 @@ class Clock:
         if delta < timedelta(0):
             raise ValueError("the emulator's clock only moves forward")
         with self._lock:
+            try:
+                self._start + self._offset + delta
+            except OverflowError:  # past year 9999: refuse rather than break every later now()
+                raise ValueError("the emulator's clock cannot move past the year 9999") from None
             self._offset += delta
         return self.now()
 
@@ -73,6 +77,7 @@ class Stats:
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     paths: list[str] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)  # path and query string, as requested
     max_in_flight: int = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -92,15 +97,18 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections as with Twilio
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds the body
+    # until the client's delayed ACK (~40 ms), which made every small answer take 40+ ms
+    disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("emulator: " + format, *args)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.emulator.serve(self)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.server.emulator.serve(self)
 
 
@@ -142,7 +150,12 @@ class Emulator:
         server = _Server((self._host, self._port), _Handler)
         server.emulator = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="studio-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll: the default 0.5 s slows tests
+            name="studio-emulator",
+            daemon=True,
+        )
         self._thread.start()
         logger.info("Studio emulator listening on %s", self.base_url)
         return self
@@ -174,8 +187,7 @@ class Emulator:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the emulator is not running: call start() or use it in a with block")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host_port()}"
 
     # ---------------------------------------------------------------- control
     def now(self) -> datetime:
@@ -206,11 +218,12 @@ class Emulator:
         parts = urlsplit(h.path)
         path, query = parts.path, parts.query
         if path.startswith(CONTROL_PREFIX):
-            self._send(h, self._control(h.command, path, query))
+            self._send(h, self._control(h.command, path, query), count=False)  # stats count API requests
             return
         with self._lock:
             self.stats.requests += 1
             self.stats.paths.append(path)
+            self.stats.queries.append(h.path)
         if h.command != "GET":
             self._send(h, error_response(405, 20004, "Method not allowed"))
             return
@@ -253,7 +266,7 @@ class Emulator:
     def _host_port(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def _authenticate(self, h: _Handler) -> str | None:
         header = h.headers.get("Authorization", "")
@@ -292,7 +305,7 @@ class Emulator:
             if method == "POST":
                 try:
                     self.advance(float(params.get("advance", "0")))
-                except ValueError as e:
+                except (ValueError, OverflowError) as e:
                     return error_response(400, 20001, f"Invalid advance: {e}")
             return Response(200, orjson.dumps({"now": iso(self.now())}))
         if path == CONTROL_PREFIX + "stats":
@@ -300,9 +313,10 @@ class Emulator:
                 return Response(200, orjson.dumps(self.stats.snapshot()))
         return error_response(404, 20404, f"The requested resource {path} was not found")
 
-    def _send(self, h: _Handler, r: Response, truncate: bool = False) -> None:
-        with self._lock:
-            self.stats.by_status[r.status] += 1
+    def _send(self, h: _Handler, r: Response, truncate: bool = False, count: bool = True) -> None:
+        if count:
+            with self._lock:
+                self.stats.by_status[r.status] += 1
         h.send_response(r.status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(r.body)))
