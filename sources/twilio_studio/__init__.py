@@ -24,7 +24,7 @@ from twilio_studio.client import (
     StudioError,
 )
 from twilio_studio.context import flow_row
-from twilio_studio.extract import EngagementWalker, FlowCursor, Window
+from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.settings import (
     DEFAULT_BASE_URL,
@@ -47,6 +47,18 @@ logger = logging.getLogger("twilio_studio")
 TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}  # copied per column: dlt adds keys
 ENGAGEMENT_COLUMNS: dict[str, Any] = {
     "sid": {"data_type": "text", "nullable": False},
+    "date_created": dict(TIMESTAMP),
+    "date_updated": dict(TIMESTAMP),
+    "context": {"data_type": "json"},
+}
+EXECUTION_COLUMNS: dict[str, Any] = {
+    **ENGAGEMENT_COLUMNS,
+    "flow_version": {"data_type": "bigint"},
+    "initiated_by": {"data_type": "text"},
+}
+STEP_COLUMNS: dict[str, Any] = {
+    "sid": {"data_type": "text", "nullable": False},
+    **{c: {"data_type": "text"} for c in ("name", "type", "transitioned_from", "transitioned_to", "parent_step_sid")},
     "date_created": dict(TIMESTAMP),
     "date_updated": dict(TIMESTAMP),
     "context": {"data_type": "json"},
@@ -137,7 +149,8 @@ def twilio_studio_source(
         request_timeout: Seconds to wait for one response.
 
     Returns:
-        The ``flows`` and ``engagements`` resources.
+        Resources ``flows`` and ``engagements`` (selected by default), and ``engagement_steps``,
+        ``executions`` (Studio v2) and ``execution_steps``: pick them with ``source.with_resources(...)``.
     """
     options = validate_options(
         SourceOptions(
@@ -168,16 +181,16 @@ def twilio_studio_source(
     discovered: list[dict[str, Any]] = []
 
     def flow_items() -> list[dict[str, Any]]:
-        """The flows to load, read once per source and shared by both resources."""
+        """The flows to load, read once per source and shared by every resource."""
         if not discovered:
+            found: list[dict[str, Any]] = []
             if options.flow_sids is None:
                 for page in client.pages("/v1/Flows", "flows", "flow discovery", {"PageSize": 1000}):
-                    discovered.extend(page)
-                logger.info("discovered %d flows", len(discovered))
+                    found.extend(page)
+                logger.info("discovered %d flows", len(found))
             else:
-                discovered.extend(
-                    client.get(client.url(f"/v1/Flows/{sid}"), f"flow {sid}") for sid in options.flow_sids
-                )
+                found.extend(client.get(client.url(f"/v1/Flows/{sid}"), f"flow {sid}") for sid in options.flow_sids)
+            discovered.extend(found)
         return discovered
 
     @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns={
@@ -186,35 +199,59 @@ def twilio_studio_source(
     def flows() -> Iterator[list[dict[str, Any]]]:
         yield [flow_row(f) for f in flow_items()]
 
-    @dlt.resource(name="engagements", columns=ENGAGEMENT_COLUMNS, nested_hints=NESTED_HINTS)
-    def engagements() -> Iterator[list[dict[str, Any]]]:
+    window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
+
+    def runs(kind: RunKind) -> Iterator[list[dict[str, Any]]]:
+        """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
         walker = EngagementWalker(
-            client,
-            Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds)),
-            options.context_mode,
-            options.max_concurrency,
-            options.page_size,
+            client, window, options.context_mode, options.max_concurrency, options.page_size, kind
         )
 
         def save(flow_sid: str, cursor: FlowCursor) -> None:
             state[flow_sid] = cursor.to_state()
             s = walker.stats[flow_sid]
             logger.info(
-                "flow %s done: %d pages, %d engagements read, %d loaded, %d contexts fetched in %.1f s",
-                flow_sid, s.pages, s.seen, s.emitted, s.contexts_fetched, s.seconds,
+                "flow %s done: %d pages, %d %s read, %d loaded, %d contexts fetched in %.1f s",
+                flow_sid, s.pages, s.seen, kind.name, s.emitted, s.contexts_fetched, s.seconds,
             )  # fmt: skip
 
-        if options.write_mode != "append":
-            yield from walker.run(sids, cursors, save)
-            return
-        snapshot_at = datetime.now(timezone.utc)
+        snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
         for rows in walker.run(sids, cursors, save):
-            for row in rows:
-                row["snapshot_at"] = snapshot_at
+            if snapshot_at is not None:
+                for row in rows:
+                    row["snapshot_at"] = snapshot_at
             yield rows
 
-    engagements.apply_hints(**WRITE_HINTS[options.write_mode])
-    return flows, engagements
+    def steps(parents: list[dict[str, Any]], kind: RunKind) -> Iterator[list[dict[str, Any]]]:
+        """Steps of the engagements or executions this run loads: new or changed ones only."""
+        fetcher = StepFetcher(client, kind, options.context_mode, options.max_concurrency)
+        try:
+            rows = fetcher.rows(parents)
+        finally:
+            fetcher.close()
+        if rows:
+            yield rows
+
+    engagements = dlt.resource(runs, name="engagements", columns=ENGAGEMENT_COLUMNS, nested_hints=NESTED_HINTS)(
+        ENGAGEMENTS
+    )
+    executions = dlt.resource(
+        runs, name="executions", selected=False, columns=EXECUTION_COLUMNS, nested_hints=NESTED_HINTS
+    )(EXECUTIONS)
+    for resource in (engagements, executions):
+        resource.apply_hints(**WRITE_HINTS[options.write_mode])
+    step_hints: dict[str, Any] = {
+        "write_disposition": "merge", "primary_key": "sid", "columns": STEP_COLUMNS, "nested_hints": NESTED_HINTS,
+    }  # fmt: skip
+    engagement_steps = dlt.transformer(steps, name="engagement_steps", selected=False, **step_hints)
+    execution_steps = dlt.transformer(steps, name="execution_steps", selected=False, **step_hints)
+    return (
+        flows,
+        engagements,
+        engagements | engagement_steps(kind=ENGAGEMENTS),
+        executions,
+        executions | execution_steps(kind=EXECUTIONS),
+    )

@@ -96,14 +96,14 @@ def _typed(value: Any, kind: type) -> Any:
         return None
 
 
-def widget_rows(widgets: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
+def widget_rows(widgets: Any, sid: str, flow_sid: str, owner: str = "engagement_sid") -> list[dict[str, Any]]:
     """One row per widget the engagement reached, in the order Studio recorded them."""
     if not isinstance(widgets, dict):
         return []
     rows = []
     for position, (name, output) in enumerate(widgets.items()):
         row: dict[str, Any] = {
-            "engagement_sid": sid,
+            owner: sid,
             "flow_sid": flow_sid,
             "name": str(name),
             "position": position,
@@ -112,14 +112,14 @@ def widget_rows(widgets: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
             row[column] = _typed(_dig(output, path), kind)
         row["outputs"] = output
         row["fields"] = [
-            {"engagement_sid": sid, "widget": str(name), "path": p, "value": text, "value_type": kind}
+            {owner: sid, "widget": str(name), "path": p, "value": text, "value_type": kind}
             for p, text, kind in leaves(output)
         ]
         rows.append(row)
     return rows
 
 
-def map_rows(values: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
+def map_rows(values: Any, sid: str, flow_sid: str, owner: str = "engagement_sid") -> list[dict[str, Any]]:
     """One row per scalar under each key of a user-keyed map (``flow.data``, ``flow.variables``)."""
     if not isinstance(values, dict):
         return []
@@ -128,7 +128,7 @@ def map_rows(values: Any, sid: str, flow_sid: str) -> list[dict[str, Any]]:
         for p, text, kind in leaves(value):
             rows.append(
                 {
-                    "engagement_sid": sid,
+                    owner: sid,
                     "flow_sid": flow_sid,
                     "key": str(key),
                     "path": p,
@@ -159,13 +159,28 @@ def trigger_type(context: dict[str, Any] | None) -> str | None:
     return None
 
 
-def engagement_row(item: dict[str, Any], context: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``engagements`` row with its nested child rows (widgets, flow_data, flow_variables)."""
-    sid = item["sid"]
-    flow_sid = item["flow_sid"]
+def context_children(context: dict[str, Any] | None, sid: str, flow_sid: str, owner: str) -> dict[str, Any]:
+    """The child rows of a context: widgets (with their fields), flow data and flow variables."""
     flow = (context or {}).get("flow")
     flow = flow if isinstance(flow, dict) else {}
     return {
+        "widgets": widget_rows((context or {}).get("widgets"), sid, flow_sid, owner),
+        "flow_data": map_rows(flow.get("data"), sid, flow_sid, owner),
+        "flow_variables": map_rows(flow.get("variables"), sid, flow_sid, owner),
+    }
+
+
+def engagement_row(
+    item: dict[str, Any], context: dict[str, Any] | None, owner: str = "engagement_sid", extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """An ``engagements`` (or ``executions``) row with its nested child rows.
+
+    ``owner`` names the child rows' link column; ``extra`` adds fields only some versions have
+    (``flow_version`` and ``initiated_by`` of v2 executions).
+    """
+    sid = item["sid"]
+    flow_sid = item["flow_sid"]
+    row = {
         "sid": sid,
         "account_sid": item.get("account_sid"),
         "flow_sid": flow_sid,
@@ -175,12 +190,35 @@ def engagement_row(item: dict[str, Any], context: dict[str, Any] | None) -> dict
         "date_created": parse_time(item.get("date_created")),
         "date_updated": parse_time(item.get("date_updated")),
         "url": item.get("url"),
+        **{name: item.get(name) for name in extra},
         "trigger_type": trigger_type(context),
         "context": context,
-        "widgets": widget_rows((context or {}).get("widgets"), sid, flow_sid),
-        "flow_data": map_rows(flow.get("data"), sid, flow_sid),
-        "flow_variables": map_rows(flow.get("variables"), sid, flow_sid),
     }
+    row.update(context_children(context, sid, flow_sid, owner))
+    return row
+
+
+def step_row(item: dict[str, Any], context: dict[str, Any] | None, parent: str) -> dict[str, Any]:
+    """An ``engagement_steps`` / ``execution_steps`` row: one transition between two widgets."""
+    sid = item["sid"]
+    flow_sid = item.get("flow_sid") or ""
+    row = {
+        "sid": sid,
+        "account_sid": item.get("account_sid"),
+        "flow_sid": flow_sid,
+        parent: item.get(parent),
+        "name": item.get("name"),
+        "type": item.get("type"),
+        "transitioned_from": item.get("transitioned_from"),
+        "transitioned_to": item.get("transitioned_to"),
+        "parent_step_sid": item.get("parent_step_sid"),
+        "date_created": parse_time(item.get("date_created")),
+        "date_updated": parse_time(item.get("date_updated")),
+        "url": item.get("url"),
+        "context": context,
+    }
+    row.update(context_children(context, sid, flow_sid, "step_sid"))
+    return row
 
 
 def flow_row(item: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from twilio_studio.client import StudioClient
-from twilio_studio.context import coerce_context, engagement_row, parse_time
+from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
 
 logger = logging.getLogger("twilio_studio")
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """Engagements (v1) or Executions (v2): the same walk over different paths."""
+
+    name: str  # list key and table name
+    base: str  # e.g. /v1/Flows/{flow}/Engagements
+    owner: str  # the child rows' link column, e.g. engagement_sid
+    extra: tuple[str, ...] = ()  # fields only this kind has
+    server_filter: bool = False  # the list accepts DateCreatedFrom
+
+    def list_path(self, flow_sid: str) -> str:
+        return self.base.format(flow=flow_sid)
+
+    def item_path(self, flow_sid: str, sid: str) -> str:
+        return f"{self.list_path(flow_sid)}/{sid}"
+
+
+ENGAGEMENTS = RunKind("engagements", "/v1/Flows/{flow}/Engagements", "engagement_sid")
+EXECUTIONS = RunKind(
+    "executions", "/v2/Flows/{flow}/Executions", "execution_sid", ("flow_version", "initiated_by"), True
+)
 
 
 @dataclass(frozen=True)
@@ -38,19 +61,26 @@ class FlowCursor:
 
     last_value: datetime | None
     at_last: set[str] = field(default_factory=set)
+    # executions: the next run asks the server only for those created from here on (DateCreatedFrom):
+    # the oldest one still active, since ended executions never change again
+    created_from: datetime | None = None
 
     @classmethod
     def from_state(cls, raw: dict[str, Any] | None) -> FlowCursor:
         if not raw:
             return cls(None)
-        return cls(parse_time(raw.get("last_value")), set(raw.get("at_last", [])))
+        return cls(parse_time(raw.get("last_value")), set(raw.get("at_last", [])), parse_time(raw.get("created_from")))
 
     def to_state(self) -> dict[str, Any]:
-        value = self.last_value
         return {
-            "last_value": value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None,
+            "last_value": iso(self.last_value),
             "at_last": sorted(self.at_last),
+            "created_from": iso(self.created_from),
         }
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 @dataclass
@@ -74,7 +104,7 @@ def cursor_of(item: dict[str, Any]) -> datetime | None:
 
 
 class EngagementWalker:
-    """Walks engagement lists of many flows at once and yields normalized rows page by page."""
+    """Walks engagement (or execution) lists of many flows at once; yields normalized rows by page."""
 
     def __init__(
         self,
@@ -83,7 +113,9 @@ class EngagementWalker:
         context_mode: str,
         max_concurrency: int,
         page_size: int,
+        kind: RunKind = ENGAGEMENTS,
     ) -> None:
+        self.kind = kind
         self.client = client
         self.window = window
         self.context_mode = context_mode
@@ -150,9 +182,12 @@ class EngagementWalker:
         strict = cursor.last_value is not None and window.lookback == timedelta(0)
         new_last, new_at_last = cursor.last_value, set(cursor.at_last)
         seen_sids: set[str] = set()
-        for page in self.client.pages(
-            f"/v1/Flows/{flow_sid}/Engagements", "engagements", what, {"PageSize": self.page_size}
-        ):
+        params: dict[str, Any] = {"PageSize": self.page_size}
+        if self.kind.server_filter and cursor.created_from is not None:
+            params["DateCreatedFrom"] = iso(cursor.created_from - window.lookback)
+        oldest_active: datetime | None = None
+        newest: datetime | None = cursor.created_from
+        for page in self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params):
             if stop.is_set():
                 break
             stats.pages += 1
@@ -168,6 +203,10 @@ class EngagementWalker:
                 if at is None:
                     stats.skip("no date_created or date_updated")
                     continue
+                created = parse_time(item.get("date_created")) or at
+                newest = created if newest is None else max(newest, created)
+                if item.get("status") == "active":
+                    oldest_active = created if oldest_active is None else min(oldest_active, created)
                 if window.end_date is None and (new_last is None or at >= new_last):
                     if new_last is None or at > new_last:
                         new_last, new_at_last = at, set()
@@ -181,17 +220,17 @@ class EngagementWalker:
             stats.emitted += len(rows)
             elapsed = max(time.monotonic() - started, 1e-9)
             logger.info(
-                "%s: page %d, %d engagements read, %d new or changed, %.0f/s",
-                what, stats.pages, stats.seen, stats.emitted, stats.seen / elapsed,
+                "%s: page %d, %d %s read, %d new or changed, %.0f/s",
+                what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
             )  # fmt: skip
             if rows:
                 put(("rows", flow_sid, rows))
         stats.seconds = time.monotonic() - started
         for reason, count in stats.skipped.items():
-            logger.warning("%s: skipped %d engagements: %s", what, count, reason)
+            logger.warning("%s: skipped %d %s: %s", what, count, self.kind.name, reason)
         if window.end_date is not None:
             return cursor  # a backfill window leaves the saved cursor where it was
-        return FlowCursor(new_last, new_at_last)
+        return FlowCursor(new_last, new_at_last, oldest_active if oldest_active is not None else newest)
 
     @staticmethod
     def _invalid(item: Any, flow_sid: str, seen: set[str]) -> str | None:
@@ -211,8 +250,9 @@ class EngagementWalker:
         return None
 
     def _rows(self, items: list[dict[str, Any]], flow_sid: str, stats: WalkStats) -> list[dict[str, Any]]:
+        kind = self.kind
         if self.context_mode == "never":
-            return [engagement_row(item, None) | {"context": None} for item in items]
+            return [engagement_row(item, None, kind.owner, kind.extra) for item in items]
         contexts = [coerce_context(item.get("context")) for item in items]
         if self.context_mode == "fetch_missing":
             missing = [n for n, c in enumerate(contexts) if not c]
@@ -222,8 +262,53 @@ class EngagementWalker:
             for n, future in futures:
                 contexts[n] = coerce_context(future.result().get("context"))
                 stats.contexts_fetched += 1
-        return [engagement_row(item, ctx) for item, ctx in zip(items, contexts, strict=True)]
+        return [engagement_row(item, ctx, kind.owner, kind.extra) for item, ctx in zip(items, contexts, strict=True)]
 
     def _fetch_context(self, flow_sid: str, sid: str) -> dict[str, Any]:
-        path = f"/v1/Flows/{flow_sid}/Engagements/{sid}/Context"
-        return self.client.get(self.client.url(path), f"flow {flow_sid}, engagement {sid} context")
+        path = f"{self.kind.item_path(flow_sid, sid)}/Context"
+        return self.client.get(self.client.url(path), f"flow {flow_sid}, {self.kind.name[:-1]} {sid} context")
+
+
+class StepFetcher:
+    """Reads the steps of many engagements (or executions) at once, under the client's account-wide limit."""
+
+    def __init__(self, client: StudioClient, kind: RunKind, context_mode: str, max_concurrency: int) -> None:
+        self.client = client
+        self.kind = kind
+        self.context_mode = context_mode
+        self.pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="studio-steps")
+        self.parents = 0
+        self.steps = 0
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def rows(self, parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Step rows of these parent rows (each with ``sid`` and ``flow_sid``), parents in parallel."""
+        futures = [self.pool.submit(self._steps_of, p["flow_sid"], p["sid"]) for p in parents]
+        out: list[dict[str, Any]] = []
+        for future in futures:
+            out.extend(future.result())
+        self.parents += len(parents)
+        self.steps += len(out)
+        return out
+
+    def _steps_of(self, flow_sid: str, sid: str) -> list[dict[str, Any]]:
+        base = f"{self.kind.item_path(flow_sid, sid)}/Steps"
+        what = f"flow {flow_sid}, {self.kind.name[:-1]} {sid} steps"
+        parent = self.kind.owner
+        rows = []
+        for page in self.client.pages(base, "steps", what, {"PageSize": 1000}):
+            for item in page:
+                if not isinstance(item, dict) or not isinstance(item.get("sid"), str):
+                    logger.warning("%s: skipped a step without a sid", what)
+                    continue
+                item.setdefault(parent, sid)
+                context = None
+                if self.context_mode != "never":
+                    context = coerce_context(item.get("context"))
+                    if not context and self.context_mode == "fetch_missing":
+                        url = self.client.url(f"{base}/{item['sid']}/Context")
+                        context = coerce_context(self.client.get(url, f"{what} context").get("context"))
+                rows.append(step_row(item, context, parent))
+        return rows

@@ -1,0 +1,127 @@
+"""Steps, v2 Executions and their steps, as selectable resources of the same source."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from tests.source.conftest import Loaded, expected_sids, make_source
+from twilio_studio.emulator import Emulator, Faults
+from twilio_studio.emulator.dataset import EngagementView
+
+ALL = ("flows", "engagements", "engagement_steps", "executions", "execution_steps")
+
+
+def source(emu: Emulator, *resources: str, **options: Any) -> Any:
+    return make_source(emu.base_url, **options).with_resources(*(resources or ALL))
+
+
+def views(emu: Emulator) -> dict[str, EngagementView]:
+    d, now = emu.dataset, emu.now()
+    return {d.script(f, i).sid: d.view(d.script(f, i), now) for f in d.flows for i in range(*d.index_range(f, now))}
+
+
+def step_requests(emu: Emulator, since: int = 0) -> list[str]:
+    return [p for p in emu.stats.paths[since:] if p.endswith("/Steps")]
+
+
+def test_engagement_steps_load_every_step_with_its_transition(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(source(emulator, "engagements", "engagement_steps"))
+    want = views(emulator)
+    rows = loaded.sql(
+        "SELECT engagement_sid, sid, name, type, transitioned_from, transitioned_to FROM engagement_steps"
+    )
+    assert sorted(r[1] for r in rows) == sorted(s.sid for v in want.values() for s in v.steps)
+    by_sid = {r[1]: r for r in rows}
+    for view in want.values():
+        for step in view.steps:
+            assert by_sid[step.sid] == (
+                view.script.sid, step.sid, step.widget.name, step.widget.type,
+                step.transitioned_from, step.transitioned_to,
+            )  # fmt: skip
+    # the flow's path graph is one query
+    flow = emulator.dataset.flows[0]
+    graph = loaded.sql(
+        "SELECT transitioned_from, name, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2", flow.sid
+    )
+    expected = Counter(
+        (s.transitioned_from, s.widget.name) for v in want.values() if v.script.flow is flow for s in v.steps
+    )
+    assert {(a, b): n for a, b, n in graph} == dict(expected)
+    # the step context is normalized like the engagement context
+    widget_rows = loaded.scalar("SELECT count(*) FROM engagement_steps__widgets")
+    assert widget_rows == sum(len(v.steps) for v in want.values())
+    mismatched = loaded.scalar(
+        "SELECT count(*) FROM engagement_steps__widgets w "
+        "JOIN engagement_steps s ON s.sid = w.step_sid WHERE w.name <> s.name"
+    )
+    assert mismatched == 0
+
+
+def test_steps_are_fetched_only_for_new_or_changed_parents(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=2, engagements=150)
+    loaded.run(source(emu, "engagements", "engagement_steps"))
+    assert len(step_requests(emu)) == 300
+    mark = len(emu.stats.paths)
+    written = loaded.run(source(emu, "engagements", "engagement_steps"))
+    assert step_requests(emu, mark) == [] and "engagement_steps" not in written
+    emu.advance(days=2)
+    mark = len(emu.stats.paths)
+    written = loaded.run(source(emu, "engagements", "engagement_steps"))
+    assert len(step_requests(emu, mark)) == written["engagements"] > 0
+    want = views(emu)
+    assert loaded.scalar("SELECT count(*) FROM engagement_steps") == sum(len(v.steps) for v in want.values())
+
+
+def test_executions_carry_v2_fields_and_use_date_created_from(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=2, engagements=150)
+    loaded.run(source(emu, "executions", "execution_steps"))
+    want = views(emu)
+    rows = loaded.sql("SELECT sid, flow_version, initiated_by, status FROM executions")
+    assert {r[0] for r in rows} == expected_sids(emu)
+    for sid, version, initiated_by, status in rows:
+        script = want[sid].script
+        assert (version, initiated_by, status) == (script.flow_version, script.initiated_by, want[sid].status)
+    assert loaded.scalar("SELECT count(*) FROM execution_steps") == sum(len(v.steps) for v in want.values())
+    assert loaded.scalar("SELECT count(DISTINCT execution_sid) FROM executions__widgets") > 0
+    # the next run asks the server only for executions created since the oldest active one
+    # (or, with none active, since the newest: ended executions never change again)
+    oldest_active = {}
+    for f in emu.dataset.flows:
+        mine = [v for v in want.values() if v.script.flow is f]
+        active = [v.script.date_created for v in mine if v.status == "active"]
+        oldest_active[f.sid] = min(active) if active else max(v.script.date_created for v in mine)
+    assert any(v.status == "active" for v in want.values())
+    emu.advance(days=2)
+    mark = len(emu.stats.queries)
+    loaded.run(source(emu, "executions", "execution_steps"))
+    lists = [q for q in emu.stats.queries[mark:] if q.split("?")[0].endswith("/Executions")]
+    assert len(lists) == 2
+    for flow_sid, created in oldest_active.items():
+        stamp = created.strftime("%Y-%m-%dT%H%%3A%M%%3A%SZ")
+        assert any(flow_sid in q and f"DateCreatedFrom={stamp}" in q for q in lists), lists
+    now = views(emu)
+    current = dict(loaded.sql("SELECT sid, status FROM executions"))
+    assert all(current[sid] == v.status for sid, v in now.items())
+
+
+def test_step_requests_share_the_account_limit_and_survive_429(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=3, engagements=40, faults=Faults(max_concurrency=2, latency=0.01, retry_after=0))
+    loaded.run(source(emu, "engagements", "engagement_steps", max_concurrency=8))
+    assert emu.stats.by_status[429] > 0
+    want = views(emu)
+    assert loaded.scalar("SELECT count(*) FROM engagement_steps") == sum(len(v.steps) for v in want.values())
+
+
+def test_steps_and_executions_are_not_loaded_unless_selected(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    tables = {r[0] for r in loaded.sql("SHOW TABLES")}
+    assert "engagements" in tables and not {"engagement_steps", "executions", "execution_steps"} & tables
+    assert step_requests(emulator) == []
