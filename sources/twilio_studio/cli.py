@@ -116,6 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.flow:
         options["flow_sids"] = args.flow
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
+    if args.resources:
+        wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
+        unknown = sorted(set(wanted) - set(source.resources))
+        if unknown:
+            raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
+        source = source.with_resources(*wanted)
     pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
     summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
@@ -237,6 +243,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--start-date", default=None, help="first run loads engagements updated from here (ISO 8601)")
     run.add_argument("--end-date", default=None, help="backfill up to here (ISO 8601); saved cursors stay")
     run.add_argument("--lookback-seconds", type=float, default=None, help="re-read this far behind the cursor")
+    run.add_argument("--resources", default=None, metavar="A,B",
+                     help="comma-separated: flows, engagements, engagement_steps, executions, execution_steps "
+                     "(default flows,engagements)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     run.set_defaults(func=cmd_run)
 

@@ -64,6 +64,8 @@ def test_run_loads_and_summarizes_then_incremental_writes_only_changes(emulator:
                      id="no_credentials"),
         pytest.param(("run",), {"SOURCES__TWILIO_STUDIO__AUTH_TOKEN": "wrong"},
                      "answered HTTP 401 (Twilio error 20003)", id="wrong_token"),
+        pytest.param(("run", "--resources", "flows,widgets"), {},
+                     "error: --resources: widgets unknown; choose from flows, engagements", id="bad_resource"),
         pytest.param(("report", "--duckdb", "missing.duckdb"), {},
                      "error: --duckdb: no such file: missing.duckdb", id="report_missing_file"),
     ],
@@ -123,3 +125,15 @@ def test_demo_loads_twice_and_writes_a_report(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "twilio_studio_demo.duckdb"), read_only=True) as con:
         total = con.execute("SELECT count(*) FROM twilio_studio.engagements").fetchone()
     assert total is not None and total[0] == 300 + int(second[2])
+
+
+def test_run_with_steps_resource(emulator: Emulator, tmp_path: Path) -> None:
+    args = ("run", "--pipelines-dir", str(tmp_path / "p"), "--pipeline-name", "steps_cli",
+            "--resources", "flows,engagements,engagement_steps")  # fmt: skip
+    result = cli(*args, cwd=tmp_path, env=creds(emulator))
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / "steps_cli.duckdb"), read_only=True) as con:
+        steps = con.execute("SELECT count(*) FROM twilio_studio.engagement_steps").fetchone()
+    d, now = emulator.dataset, emulator.now()
+    want = sum(len(d.view(d.script(f, i), now).steps) for f in d.flows for i in range(*d.index_range(f, now)))
+    assert steps is not None and steps[0] == want > 0
