@@ -26,6 +26,7 @@ from twilio_studio.client import (
 from twilio_studio.context import flow_row
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.options import SourceOptions, validate_options
+from twilio_studio.privacy import Pseudonymizer
 from twilio_studio.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
@@ -115,6 +116,7 @@ def twilio_studio_source(
     auth_token: str | None = dlt.secrets.value,
     api_key_sid: str | None = dlt.secrets.value,
     api_key_secret: str | None = dlt.secrets.value,
+    pseudonymize_key: str | None = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
     page_size: int = DEFAULT_PAGE_SIZE,
     context_mode: str = DEFAULT_CONTEXT_MODE,
@@ -134,6 +136,8 @@ def twilio_studio_source(
         auth_token: The account's auth token.
         api_key_sid: An API key SID (``SK...``), Twilio's advice for production; with ``api_key_secret``.
         api_key_secret: The API key's secret.
+        pseudonymize_key: When set, contact addresses (``contact_channel_address`` and every address in
+            the context, its fields and flow data) are replaced by ``hmac:`` + a keyed SHA-256 hash.
         base_url: Studio host; the default is Twilio's, tests point it at the emulator.
         page_size: Records per list page, 1 to 1000.
         context_mode: ``fetch_missing`` (read the Context endpoint when a list item has none),
@@ -248,10 +252,13 @@ def twilio_studio_source(
     }  # fmt: skip
     engagement_steps = dlt.transformer(steps, name="engagement_steps", selected=False, **step_hints)
     execution_steps = dlt.transformer(steps, name="execution_steps", selected=False, **step_hints)
-    return (
-        flows,
+    resources = [
         engagements,
         engagements | engagement_steps(kind=ENGAGEMENTS),
         executions,
         executions | execution_steps(kind=EXECUTIONS),
-    )
+    ]
+    if pseudonymize_key:
+        for resource in resources:
+            resource.add_map(Pseudonymizer(pseudonymize_key))
+    return [flows, *resources]
