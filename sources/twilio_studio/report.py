@@ -1,4 +1,5 @@
-"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, flow data.
+"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, flow data,
+and status transitions over time when the dataset keeps versions (``write_mode`` scd2 or append).
 
     run = duckdb_runner("studio.duckdb", "twilio_studio")
     data = build_report(run, "twilio_studio")
@@ -49,6 +50,14 @@ NO_WIDGETS_NOTE = (
 )
 NO_FLOW_DATA_NOTE = "No flow data in this dataset (the engagements__flow_data table is missing or empty)."
 NO_DURATIONS_NOTE = "No ended engagement has a date_updated, so there are no durations to show."
+NO_VERSIONS_NOTE = (
+    "No status transitions: this dataset holds only the latest state of each engagement (write_mode merge). "
+    "Load with write_mode scd2 (every version, with valid_from and valid_to) or append (a snapshot of the "
+    "changed engagements per run, with snapshot_at) to see how engagements move between statuses over time."
+)
+NO_ACTIVE_TO_ENDED_NOTE = "No engagement has a version that went from active to ended with a date_updated."
+# The columns that give a version's time, by write mode: scd2's valid_from, append's snapshot_at.
+VERSION_COLUMNS = ("valid_from", "snapshot_at")
 
 
 # ------------------------------------------------------------------------------------------- runners
@@ -194,6 +203,36 @@ class TopValue:
     percent: float
 
 
+@dataclass(frozen=True)
+class Transition:
+    """Versions of one flow's engagements with one UTC day (by version time) and one status change.
+
+    ``from_status`` is the status of the same engagement's previous version by version time, or
+    ``new`` for its first version; a version whose status did not change (``active`` -> ``active``:
+    the engagement moved on to other widgets) counts as well, so every version counts once.
+    """
+
+    day: date
+    flow_sid: str
+    from_status: str
+    to_status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ActiveTime:
+    """Engagements of one flow whose first active -> ended version has its version time on one UTC day.
+
+    ``median_hours`` is the median of the hours from the engagement's date_created to the date_updated
+    of that ended version; ``count`` is how many such engagements have both times.
+    """
+
+    day: date
+    flow_sid: str
+    count: int
+    median_hours: float
+
+
 @dataclass
 class ReportData:
     """Everything the report shows; the renderers only format it."""
@@ -209,6 +248,10 @@ class ReportData:
     funnel: list[FunnelStep]
     funnel_entered: dict[str, int]
     top_values: list[TopValue]
+    version_column: str | None
+    """``valid_from`` (scd2), ``snapshot_at`` (append) or None: the dataset holds only the latest state."""
+    transitions: list[Transition]
+    active_times: list[ActiveTime]
     notes: dict[str, str] = field(default_factory=dict)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
 
@@ -222,6 +265,7 @@ class ReportData:
         """Every flow with engagements or a name, ordered by name."""
         sids = set(self.flow_names) | {d.flow_sid for d in self.per_day}
         sids |= {s.flow_sid for s in self.status if s.flow_sid is not None}
+        sids |= {t.flow_sid for t in self.transitions}
         return sorted(sids, key=lambda s: (self.flow_name(s), s))
 
 
@@ -239,6 +283,14 @@ class _Tables:
 
     def __getitem__(self, table: str) -> str:
         return f"{quote_ident(self.dataset)}.{quote_ident(table)}"
+
+    def columns(self, run: Runner, table: str) -> set[str]:
+        """The names of a table's columns."""
+        rows = run(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = {quote_literal(self.dataset)} AND table_name = {quote_literal(table)}"
+        )
+        return {str(r[0]) for r in rows}
 
 
 def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
@@ -274,6 +326,15 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
     top = _top_values(run, t, top_n) if "engagements__flow_data" in t else []
     if not top:
         notes["top_values"] = NO_FLOW_DATA_NOTE
+    version_column = _version_column(run, t)
+    transitions: list[Transition] = []
+    active_times: list[ActiveTime] = []
+    if version_column is None:
+        notes["transitions"] = NO_VERSIONS_NOTE
+    else:
+        transitions, active_times = _transitions(run, t, version_column)
+        if not active_times:
+            notes["active_times"] = NO_ACTIVE_TO_ENDED_NOTE
     data = ReportData(
         dataset=dataset,
         top_n=top_n,
@@ -286,6 +347,9 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
         funnel=funnel,
         funnel_entered=entered,
         top_values=top,
+        version_column=version_column,
+        transitions=transitions,
+        active_times=active_times,
         notes=notes,
     )
     _order_by_flow_name(data)
@@ -306,6 +370,8 @@ def _order_by_flow_name(data: ReportData) -> None:
     data.duration_buckets.sort(key=lambda b: flow(b.flow_sid))
     data.funnel.sort(key=lambda f: flow(f.flow_sid))
     data.top_values.sort(key=lambda v: flow(v.flow_sid))
+    data.transitions.sort(key=lambda r: (r.day, flow(r.flow_sid)))
+    data.active_times.sort(key=lambda a: (a.day, flow(a.flow_sid)))
 
 
 def _flow_names(run: Runner, t: _Tables) -> dict[str, str]:
@@ -316,7 +382,7 @@ def _flow_names(run: Runner, t: _Tables) -> dict[str, str]:
 
 def _per_day(run: Runner, t: _Tables) -> list[DayCount]:
     rows = run(
-        "SELECT CAST(date_trunc('day', date_created AT TIME ZONE 'UTC') AS DATE) AS day, flow_sid, "
+        f"SELECT {_utc_day('date_created')} AS day, flow_sid, "
         f"count(*) FROM {t['engagements']} WHERE date_created IS NOT NULL "
         "GROUP BY 1, 2 ORDER BY 1, 2"
     )
@@ -403,6 +469,49 @@ def _top_values(run: Runner, t: _Tables, top_n: int) -> list[TopValue]:
         TopValue(str(f), str(k), None if v is None else str(v), int(n), 100.0 * int(n) / int(total))
         for f, k, v, n, total in rows
     ]
+
+
+def _version_column(run: Runner, t: _Tables) -> str | None:
+    """The engagements column that times each version, or None when the dataset keeps no versions."""
+    columns = t.columns(run, "engagements")
+    return next((c for c in VERSION_COLUMNS if c in columns), None)
+
+
+def _utc_day(column: str) -> str:
+    """SQL for the UTC calendar day of a timestamp with time zone, whatever the session's time zone."""
+    return f"CAST(date_trunc('day', {column} AT TIME ZONE 'UTC') AS DATE)"
+
+
+def _transitions(run: Runner, t: _Tables, version_column: str) -> tuple[list[Transition], list[ActiveTime]]:
+    """Status changes between consecutive versions of each engagement, and how long the ended ones were active.
+
+    Versions of one sid are ordered by version time; ties (one run loading a sid twice) by
+    date_updated, then status, so the counts never depend on the order rows happen to come in.
+    """
+    versions = (
+        "WITH v AS (SELECT sid, flow_sid, COALESCE(status, 'unknown') AS to_status, date_created, "
+        f"date_updated, {quote_ident(version_column)} AS version_at, "
+        "LAG(COALESCE(status, 'unknown'), 1, 'new') OVER (PARTITION BY sid "
+        f"ORDER BY {quote_ident(version_column)}, date_updated NULLS FIRST, status) AS from_status "
+        f"FROM {t['engagements']} WHERE sid IS NOT NULL AND {quote_ident(version_column)} IS NOT NULL) "
+    )
+    rows = run(
+        f"{versions}SELECT {_utc_day('version_at')} AS day, flow_sid, from_status, to_status, count(*) "
+        "FROM v GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    )
+    transitions = [Transition(_as_date(day), str(flow), str(a), str(b), int(n)) for day, flow, a, b, n in rows]
+    active = run(
+        f"{versions}, ended AS (SELECT flow_sid, version_at, date_created, date_updated, ROW_NUMBER() OVER "
+        "(PARTITION BY sid ORDER BY version_at, date_updated NULLS FIRST) AS rn "
+        "FROM v WHERE from_status = 'active' AND to_status = 'ended'), "
+        f"h AS (SELECT {_utc_day('version_at')} AS day, flow_sid, CAST((EXTRACT(EPOCH FROM date_updated) "
+        "- EXTRACT(EPOCH FROM date_created)) / 3600.0 AS DOUBLE PRECISION) AS hours FROM ended "
+        "WHERE rn = 1 AND date_updated IS NOT NULL AND date_created IS NOT NULL) "
+        "SELECT day, flow_sid, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY hours) "
+        "FROM h GROUP BY day, flow_sid ORDER BY day, flow_sid"
+    )
+    times = [ActiveTime(_as_date(day), str(flow), int(n), float(med)) for day, flow, n, med in active]
+    return transitions, times
 
 
 def _as_date(value: Any) -> date:
@@ -494,7 +603,35 @@ def _tables(data: ReportData) -> list[_Table]:
         frozenset({3, 4}),
         data.notes.get("top_values"),
     )
-    return [flows, per_day, status, durations, funnel, top]
+    return [flows, per_day, status, durations, funnel, top, *_history_tables(data)]
+
+
+def _transition_label(from_status: str, to_status: str) -> str:
+    return f"{from_status} -> {to_status}"
+
+
+def _history_tables(data: ReportData) -> list[_Table]:
+    """Status transitions and active times; just the note when the dataset keeps no versions."""
+    name = data.flow_name
+    title = "Status transitions per day (UTC, by version time"
+    title += f": {data.version_column})" if data.version_column else ")"
+    transitions = _Table(
+        title,
+        ("Day", "Flow", "From", "To", "Versions"),
+        [(r.day.isoformat(), name(r.flow_sid), r.from_status, r.to_status, str(r.count)) for r in data.transitions],
+        frozenset({4}),
+        data.notes.get("transitions"),
+    )
+    if data.version_column is None:
+        return [transitions]
+    active = _Table(
+        "Time active before ending (engagements with an active -> ended version, by that version's day)",
+        ("Day", "Flow", "Engagements", "Median hours active"),
+        [(a.day.isoformat(), name(a.flow_sid), str(a.count), f"{a.median_hours:.1f} h") for a in data.active_times],
+        frozenset({2, 3}),
+        data.notes.get("active_times"),
+    )
+    return [transitions, active]
 
 
 def _text_table(table: _Table) -> str:
@@ -650,6 +787,45 @@ def _chart_durations(data: ReportData) -> Figure | None:
     return fig
 
 
+def _chart_transitions(data: ReportData) -> Figure | None:
+    """Stacked bars per day by transition: changes between versions on top, first versions below.
+
+    First versions (``new`` -> status) far outnumber changes in a typical dataset; on their own
+    axes the changes stay readable.
+    """
+    if not data.transitions:
+        return None
+    days = sorted({r.day for r in data.transitions})
+    counts: dict[tuple[str, str], dict[date, int]] = {}
+    for r in data.transitions:
+        per_day = counts.setdefault((r.from_status, r.to_status), {})
+        per_day[r.day] = per_day.get(r.day, 0) + r.count
+    panels = [
+        (label, keys)
+        for label, keys in (
+            ("changed versions", sorted(k for k in counts if k[0] != "new")),
+            ("first versions", sorted(k for k in counts if k[0] == "new")),
+        )
+        if keys
+    ]
+    colors = {key: f"C{n % 10}" for n, key in enumerate(sorted(counts))}  # one color per transition
+    fig = _figure(10, 1.5 + 2.5 * len(panels))
+    labels = [d.isoformat() for d in days]
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (ylabel, keys) in zip(axes, panels, strict=True):
+        bottom = [0] * len(days)
+        for key in keys:
+            heights = [counts[key].get(day, 0) for day in days]
+            ax.bar(labels, heights, bottom=bottom, width=0.6, color=colors[key], label=_transition_label(*key))
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(-0.75, len(days) - 0.25)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes[0].set_title("Status transitions per day (UTC, all flows)")
+    axes[-1].tick_params(axis="x", labelrotation=45)
+    return fig
+
+
 def _charts(figures: Iterable[Figure | None]) -> str:
     return "\n".join(_png(f) for f in figures if f is not None)
 
@@ -667,7 +843,7 @@ def render_html(data: ReportData) -> str:
             "render_html draws its charts with matplotlib, which is not installed: "
             "pip install 'matplotlib>=3.8,<4' (or use render_text)"
         ) from e
-    flows, per_day, status, durations, funnel, top = _tables(data)
+    flows, per_day, status, durations, funnel, top, *history = _tables(data)
     title = f"Twilio Studio report: {data.dataset}"
     sections = [
         f"<h1>{html.escape(title)}</h1>",
@@ -683,6 +859,8 @@ def render_html(data: ReportData) -> str:
         _charts(_chart_funnel(data, sid) for sid in data.flow_sids()),
         _html_table(funnel),
         _html_table(top),
+        _charts([_chart_transitions(data)]),
+        *(_html_table(h) for h in history),
     ]
     body = "\n".join(s for s in sections if s)
     return (

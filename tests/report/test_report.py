@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -10,21 +11,26 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timezone
 from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 import pytest
 
 from tests.source.conftest import Loaded, expected_sids, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
 from twilio_studio.report import (
+    NO_ACTIVE_TO_ENDED_NOTE,
     NO_FLOW_DATA_NOTE,
+    NO_VERSIONS_NOTE,
     NO_WIDGETS_NOTE,
+    ActiveTime,
     ReportData,
     Runner,
+    Transition,
     build_report,
     dlt_runner,
     duckdb_runner,
@@ -49,12 +55,17 @@ class Studio:
 
     def views(self) -> list[EngagementView]:
         """Every engagement as the emulator shows it now (computed from its dataset, not HTTP)."""
-        d, now = self.emu.dataset, self.emu.now()
-        out = []
-        for flow in d.flows:
-            lo, hi = d.index_range(flow, now)
-            out += [d.view(d.script(flow, i), now) for i in range(lo, hi)]
-        return out
+        return emulator_views(self.emu)
+
+
+def emulator_views(emu: Emulator) -> list[EngagementView]:
+    """Every engagement as the emulator shows it now (computed from its dataset, not HTTP)."""
+    d, now = emu.dataset, emu.now()
+    out = []
+    for flow in d.flows:
+        lo, hi = d.index_range(flow, now)
+        out += [d.view(d.script(flow, i), now) for i in range(lo, hi)]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +412,351 @@ def emulator_never(tmp_path: Path) -> Iterator[tuple[Emulator, Loaded]]:
 
 def test_days_are_dates(studio: Studio) -> None:
     assert all(type(d.day) is date for d in studio.report.per_day)
+
+
+# -------------------------------------------------------------------------------- status transitions
+VERSION_COLUMN = {"scd2": "valid_from", "append": "snapshot_at"}
+
+
+@dataclass
+class History:
+    """Two loads of one emulator in a write mode that keeps versions, six emulated days apart."""
+
+    mode: str
+    emu: Emulator
+    loaded: Loaded
+    first_status: dict[str, str]  # sid -> status as the emulator showed it at the first load
+    last_status: dict[str, str]  # sid -> status as the emulator shows it at the second load
+    report: ReportData
+
+    @property
+    def column(self) -> str:
+        return VERSION_COLUMN[self.mode]
+
+    def flow_of(self) -> dict[str, str]:
+        return {v.script.sid: v.script.flow.sid for v in emulator_views(self.emu)}
+
+    def went_active_to_ended(self) -> set[str]:
+        """SIDs active at the first load that the emulator shows ended now (as tests/source/test_history.py)."""
+        return {s for s, st in self.first_status.items() if st == "active" and self.last_status.get(s) == "ended"}
+
+
+def load_twice(emu: Emulator, loaded: Loaded, mode: str, **options: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Loads, lets six days pass (active engagements end), loads again; the emulator's statuses at each load."""
+    loaded.run(make_source(emu.base_url, write_mode=mode, **options))
+    first = {v.script.sid: v.status for v in emulator_views(emu)}
+    emu.advance(days=6)
+    loaded.run(make_source(emu.base_url, write_mode=mode, **options))
+    return first, {v.script.sid: v.status for v in emulator_views(emu)}
+
+
+@pytest.fixture(scope="module", params=["scd2", "append"])
+def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    mode = str(request.param)
+    emu = Emulator(Dataset(seed=11, flows=2, engagements_per_flow=150)).start()
+    try:
+        loaded = Loaded(tmp_path_factory.mktemp(f"history_{mode}"))
+        first, last = load_twice(emu, loaded, mode)
+        report = build_report(duckdb_runner(loaded.db, DATASET), DATASET)
+        yield History(mode, emu, loaded, first, last, report)
+    finally:
+        emu.stop()
+
+
+def previous_versions_sql(column: str, table: str = "engagements") -> str:
+    """Each version with the status of the sid's previous version, by a self-join (no window function)."""
+    return (
+        f"SELECT e.{column}, e.flow_sid, p.status, e.status, e.sid FROM {table} e "
+        f"LEFT JOIN {table} p ON p.sid = e.sid AND p.{column} = "
+        f"(SELECT max(q.{column}) FROM {table} q WHERE q.sid = e.sid AND q.{column} < e.{column})"
+    )
+
+
+def transition_counts(rows: list[tuple[Any, ...]]) -> Counter[tuple[date, str, str, str]]:
+    """(UTC day of the version time, flow, from, to) -> versions, the UTC day computed in Python."""
+    return Counter(
+        (at.astimezone(timezone.utc).date(), flow, prev or "new", status) for at, flow, prev, status, _ in rows
+    )
+
+
+def as_counts(transitions: list[Transition]) -> dict[tuple[date, str, str, str], int]:
+    return {(t.day, t.flow_sid, t.from_status, t.to_status): t.count for t in transitions}
+
+
+def test_transitions_equal_a_self_join_on_the_table(history: History) -> None:
+    assert history.report.version_column == history.column
+    rows = history.loaded.sql(previous_versions_sql(history.column))
+    assert len(rows) == history.loaded.scalar("SELECT count(*) FROM engagements")  # no version time is shared
+    expected = transition_counts(rows)
+    assert as_counts(history.report.transitions) == dict(expected)
+    kinds = {(a, b) for _, _, a, b in expected}
+    assert {("new", "active"), ("new", "ended"), ("active", "ended")} <= kinds
+    assert len(history.report.transitions) == len(expected)  # one row per day, flow and transition
+
+
+def test_active_to_ended_transitions_equal_the_emulator(history: History) -> None:
+    ended = history.went_active_to_ended()
+    assert ended, "some active engagements must have ended for this test to mean anything"
+    flow_of = history.flow_of()
+    got: Counter[Any] = Counter()
+    for t in history.report.transitions:
+        if (t.from_status, t.to_status) == ("active", "ended"):
+            got[t.flow_sid] += t.count
+    assert got == Counter(flow_of[s] for s in ended)
+    # an engagement that ended stays ended: no version leaves 'ended'
+    assert not [t for t in history.report.transitions if t.from_status == "ended"]
+
+
+def test_first_versions_equal_the_emulator_at_each_load(history: History) -> None:
+    flow_of = history.flow_of()
+    first_seen = dict(history.first_status)  # a sid's first version: its status when first loaded
+    for sid, status in history.last_status.items():
+        first_seen.setdefault(sid, status)
+    assert len(first_seen) > len(history.first_status), "the second load must bring new engagements"
+    got: Counter[Any] = Counter()
+    for t in history.report.transitions:
+        if t.from_status == "new":
+            got[(t.flow_sid, t.to_status)] += t.count
+    assert got == Counter((flow_of[s], st) for s, st in first_seen.items())
+    assert sum(got.values()) == history.loaded.scalar("SELECT count(DISTINCT sid) FROM engagements")
+
+
+def test_active_times_equal_the_emulator(history: History) -> None:
+    by_sid = {v.script.sid: v for v in emulator_views(history.emu)}
+    second_load = history.loaded.scalar(f"SELECT max({history.column}) FROM engagements")
+    day = second_load.astimezone(timezone.utc).date()  # every active -> ended version is from the second load
+    hours: dict[str, list[float]] = {}
+    for sid in history.went_active_to_ended():
+        view = by_sid[sid]
+        if view.date_updated is not None:
+            seconds = (view.date_updated - view.script.date_created).total_seconds()
+            hours.setdefault(view.script.flow.sid, []).append(seconds / 3600)
+    assert hours, "some engagements that ended must have a date_updated"
+    got = {(a.day, a.flow_sid): (a.count, a.median_hours) for a in history.report.active_times}
+    assert got.keys() == {(day, flow) for flow in hours}
+    for flow, values in hours.items():
+        count, median = got[(day, flow)]
+        assert count == len(values)
+        assert median == pytest.approx(percentile_cont(values, 0.5))
+    assert "active_times" not in history.report.notes and "transitions" not in history.report.notes
+
+
+def test_versioned_report_renders_transitions(history: History) -> None:
+    text = render_text(history.report)
+    section = text.split(f"Status transitions per day (UTC, by version time: {history.column})\n")[1]
+    rows = section.split("\n\n")[0].splitlines()[3:]
+    assert len(rows) == len(history.report.transitions)
+    ended = history.went_active_to_ended()
+    assert any(re.search(rf"\bactive\s+ended\s+{len(ended)}$", r) for r in rows), rows
+    assert "Time active before ending" in text
+    page = render_html(history.report)
+    assert page.count('<img alt="Status transitions per day (UTC, all flows)"') == 1
+    funnels = page.count('<img alt="Widget funnel: ')
+    assert page.count('src="data:image/png;base64,') == 3 + funnels + 1
+    assert NO_VERSIONS_NOTE not in text and html.escape(NO_VERSIONS_NOTE) not in page
+
+
+def test_merge_dataset_gives_the_versions_note(studio: Studio) -> None:
+    report = studio.report
+    assert report.version_column is None
+    assert report.transitions == [] and report.active_times == []
+    assert report.notes["transitions"] == NO_VERSIONS_NOTE
+    assert "active_times" not in report.notes
+    assert "write_mode scd2" in NO_VERSIONS_NOTE and "append" in NO_VERSIONS_NOTE
+    text = render_text(report)
+    assert f"Status transitions per day (UTC, by version time)\n{'=' * 49}\n{NO_VERSIONS_NOTE}\n" in text
+    assert "Time active before ending" not in text
+    page = render_html(report)
+    assert html.escape(NO_VERSIONS_NOTE) in page
+    assert "Status transitions per day (UTC, all flows)" not in page
+
+
+# A hand-made versioned table with versions around UTC midnight: (sid, flow, status, created, updated, version time)
+F1, F2 = "FW" + "1" * 32, "FW" + "2" * 32
+VERSIONS = [
+    ("FN1", F1, "active", "2024-03-01 20:00:00", "2024-03-01 23:00:00", "2024-03-01 23:30:00"),
+    ("FN1", F1, "ended", "2024-03-01 20:00:00", "2024-03-02 00:10:00", "2024-03-02 00:30:00"),  # 4 h 10 min
+    ("FN2", F1, "active", "2024-03-01 21:00:00", "2024-03-01 21:30:00", "2024-03-01 22:00:00"),
+    ("FN2", F1, "ended", "2024-03-01 21:00:00", "2024-03-02 23:00:00", "2024-03-02 23:59:59"),  # 26 h
+    ("FN3", F1, "ended", "2024-03-01 23:00:00", "2024-03-01 23:10:00", "2024-03-01 23:59:00"),  # never active
+    ("FN4", F1, "active", "2024-03-01 09:00:00", "2024-03-01 09:30:00", "2024-03-01 10:00:00"),
+    ("FN4", F1, "active", "2024-03-01 09:00:00", "2024-03-02 00:30:00", "2024-03-02 01:00:00"),
+    ("FN4", F1, "ended", "2024-03-01 09:00:00", None, "2024-03-03 00:00:00"),  # no date_updated: no time
+    ("FN5", F2, "active", "2024-03-01 11:00:00", "2024-03-01 11:30:00", "2024-03-01 12:00:00"),
+    ("FN5", F2, "ended", "2024-03-01 11:00:00", "2024-03-02 23:00:00", "2024-03-03 00:00:00"),  # 36 h
+    ("FN5", F2, "ended", "2024-03-01 11:00:00", "2024-03-04 12:00:00", "2024-03-04 12:00:00"),  # later: not first
+    ("FN6", F2, None, "2024-03-02 05:00:00", None, "2024-03-02 06:00:00"),
+    ("FN7", F2, "active", "2024-03-01 12:00:00", "2024-03-01 12:30:00", "2024-03-01 13:00:00"),
+    ("FN7", F2, "ended", "2024-03-01 12:00:00", "2024-03-02 12:00:00", "2024-03-02 13:00:00"),  # 24 h: the first
+    ("FN7", F2, "active", "2024-03-01 12:00:00", "2024-03-03 09:00:00", "2024-03-03 10:00:00"),  # reopened
+    ("FN7", F2, "ended", "2024-03-01 12:00:00", "2024-03-04 09:00:00", "2024-03-04 10:00:00"),
+]
+D1, D2, D3, D4 = (date(2024, 3, d) for d in (1, 2, 3, 4))
+EXPECTED_TRANSITIONS = [
+    Transition(D1, F1, "new", "active", 3),
+    Transition(D1, F1, "new", "ended", 1),
+    Transition(D1, F2, "new", "active", 2),
+    Transition(D2, F1, "active", "active", 1),
+    Transition(D2, F1, "active", "ended", 2),
+    Transition(D2, F2, "active", "ended", 1),
+    Transition(D2, F2, "new", "unknown", 1),
+    Transition(D3, F1, "active", "ended", 1),
+    Transition(D3, F2, "active", "ended", 1),
+    Transition(D3, F2, "ended", "active", 1),
+    Transition(D4, F2, "active", "ended", 1),
+    Transition(D4, F2, "ended", "ended", 1),
+]
+EXPECTED_ACTIVE_TIMES = [
+    ActiveTime(D2, F1, 2, (4 + 1 / 6 + 26) / 2),
+    ActiveTime(D2, F2, 1, 24.0),
+    ActiveTime(D3, F2, 1, 36.0),
+]
+ZONES = ["UTC", "Asia/Tokyo", "America/Los_Angeles"]
+
+
+def versions_sql(schema: str, column: str | None) -> list[str]:
+    """Portable DDL and inserts for the hand-made table; ``column`` None makes a merge-like table."""
+    ts = "TIMESTAMP WITH TIME ZONE"
+
+    def lit(value: str | None) -> str:
+        return "NULL" if value is None else f"{ts} '{value}+00'"
+
+    extra = f", {column} {ts}" if column else ""
+    statements = [
+        f"CREATE SCHEMA {schema}",
+        f"CREATE TABLE {schema}.engagements (sid VARCHAR, flow_sid VARCHAR, status VARCHAR, "
+        f"date_created {ts}, date_updated {ts}{extra})",
+    ]
+    for sid, flow, status, created, updated, at in VERSIONS:
+        values = f"'{sid}', '{flow}', {'NULL' if status is None else repr(status)}, {lit(created)}, {lit(updated)}"
+        statements.append(f"INSERT INTO {schema}.engagements VALUES ({values}{', ' + lit(at) if column else ''})")
+    return statements
+
+
+def duckdb_zone_runner(path: str, zone: str) -> Runner:
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(path, read_only=True) as con:
+            con.execute(f"SET TimeZone = '{zone}'")
+            assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [(zone,)]
+            return [tuple(r) for r in con.execute(sql).fetchall()]
+
+    return run
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("column", ["valid_from", "snapshot_at"])
+def test_hand_made_versions_give_exact_transitions_by_utc_day(tmp_path: Path, column: str, zone: str) -> None:
+    db = str(tmp_path / "versions.duckdb")
+    with duckdb.connect(db) as con:
+        for sql in versions_sql(DATASET, column):
+            con.execute(sql)
+    report = build_report(duckdb_zone_runner(db, zone), DATASET)
+    assert report.version_column == column
+    assert report.transitions == EXPECTED_TRANSITIONS
+    assert [replace(a, median_hours=0.0) for a in report.active_times] == [
+        replace(a, median_hours=0.0) for a in EXPECTED_ACTIVE_TIMES
+    ]
+    for got, want in zip(report.active_times, EXPECTED_ACTIVE_TIMES, strict=True):
+        assert got.median_hours == pytest.approx(want.median_hours)
+    assert sum(t.count for t in report.transitions) == len(VERSIONS)
+
+
+def test_hand_made_table_without_version_column_gives_the_note(tmp_path: Path) -> None:
+    db = str(tmp_path / "latest.duckdb")
+    with duckdb.connect(db) as con:
+        for sql in versions_sql(DATASET, None):
+            con.execute(sql)
+    report = build_report(duckdb_runner(db, DATASET), DATASET)
+    assert report.version_column is None and report.transitions == []
+    assert report.notes["transitions"] == NO_VERSIONS_NOTE
+
+
+def test_versions_without_active_to_ended_give_their_note(tmp_path: Path) -> None:
+    db = str(tmp_path / "no_end.duckdb")
+    with duckdb.connect(db) as con:
+        for sql in versions_sql(DATASET, "valid_from"):
+            con.execute(sql)
+        con.execute(f"DELETE FROM {DATASET}.engagements WHERE status = 'ended'")
+    report = build_report(duckdb_runner(db, DATASET), DATASET)
+    assert report.active_times == []
+    assert report.notes["active_times"] == NO_ACTIVE_TO_ENDED_NOTE
+    assert {(t.from_status, t.to_status) for t in report.transitions} == {
+        ("new", "active"),
+        ("active", "active"),
+        ("new", "unknown"),
+    }
+    assert NO_ACTIVE_TO_ENDED_NOTE in render_text(report)
+
+
+def postgres_url() -> str:
+    if not POSTGRES_URL:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but TWILIO_STUDIO_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
+        pytest.skip("set TWILIO_STUDIO_TEST_POSTGRES to run the PostgreSQL tests")
+    return POSTGRES_URL
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_postgres_hand_made_versions_give_the_same_transitions(zone: str) -> None:
+    import psycopg2  # type: ignore[import-untyped]
+
+    url, schema = postgres_url(), f"ts_versions_{uuid.uuid4().hex[:10]}"
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with psycopg2.connect(url) as con, con.cursor() as cur:
+            cur.execute(f"SET TIME ZONE '{zone}'")
+            cur.execute(sql)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+
+    try:
+        for sql in versions_sql(schema, "valid_from"):
+            run(sql)
+        report = build_report(run, schema)
+    finally:
+        run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    assert report.transitions == EXPECTED_TRANSITIONS
+    assert [(a.day, a.flow_sid, a.count) for a in report.active_times] == [
+        (a.day, a.flow_sid, a.count) for a in EXPECTED_ACTIVE_TIMES
+    ]
+    for got, want in zip(report.active_times, EXPECTED_ACTIVE_TIMES, strict=True):
+        assert got.median_hours == pytest.approx(want.median_hours)
+
+
+@pytest.mark.parametrize("mode", ["scd2", "append"])
+def test_postgres_versioned_load_gives_the_emulators_transitions(mode: str, tmp_path: Path) -> None:
+    url = postgres_url()
+    dataset = f"ts_history_{uuid.uuid4().hex[:10]}"
+    destination = dlt.destinations.postgres(credentials=url)
+    pipelines_dir = str(tmp_path / "pg_pipelines")
+    pipeline = dlt.pipeline(
+        pipeline_name=f"pg_{dataset}", destination=destination, dataset_name=dataset, pipelines_dir=pipelines_dir
+    )
+    emu = Emulator(Dataset(seed=11, flows=2, engagements_per_flow=150)).start()
+    try:
+        pipeline.run(make_source(emu.base_url, write_mode=mode))
+        first = {v.script.sid: v.status for v in emulator_views(emu)}
+        emu.advance(days=6)
+        pipeline.run(make_source(emu.base_url, write_mode=mode))
+        views = emulator_views(emu)
+        last = {v.script.sid: v.status for v in views}
+        flow_of = {v.script.sid: v.script.flow.sid for v in views}
+        dated = {v.script.sid for v in views if v.date_updated is not None}
+        run = dlt_runner(pipeline.pipeline_name, destination, dataset, pipelines_dir)
+        report = build_report(run, dataset)
+        column = VERSION_COLUMN[mode]
+        rows = run(previous_versions_sql(column, f'"{dataset}".engagements'))
+    finally:
+        emu.stop()
+        with pipeline.sql_client() as client:
+            client.execute_sql(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')
+            client.execute_sql(f'DROP SCHEMA IF EXISTS "{dataset}_staging" CASCADE')
+    assert report.version_column == column
+    assert as_counts(report.transitions) == dict(transition_counts(rows))
+    ended = {s for s, st in first.items() if st == "active" and last.get(s) == "ended"}
+    assert ended
+    got: Counter[Any] = Counter()
+    for t in report.transitions:
+        if (t.from_status, t.to_status) == ("active", "ended"):
+            got[t.flow_sid] += t.count
+    assert got == Counter(flow_of[s] for s in ended)
+    assert sum(a.count for a in report.active_times) == len(ended & dated) > 0
