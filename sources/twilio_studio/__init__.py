@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,6 +24,7 @@ from twilio_studio.client import (
     StudioClient,
     StudioError,
 )
+from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.options import SourceOptions, validate_options
@@ -32,6 +34,7 @@ from twilio_studio.settings import (
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_WIDGET_FIELDS,
     DEFAULT_WRITE_MODE,
 )
 
@@ -51,6 +54,7 @@ ENGAGEMENT_COLUMNS: dict[str, Any] = {
     "date_created": dict(TIMESTAMP),
     "date_updated": dict(TIMESTAMP),
     "context": {"data_type": "json"},
+    "_dlt_id": {"data_type": "text", "nullable": False},
 }
 EXECUTION_COLUMNS: dict[str, Any] = {
     **ENGAGEMENT_COLUMNS,
@@ -109,6 +113,14 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
 }
 
 
+def current_load_id() -> str | None:
+    """The load id of the package being extracted (None when iterating a source by hand)."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except Exception:  # CurrentLoadPackageStateNotAvailable outside a pipeline run
+        return None
+
+
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
     flow_sids: str | Sequence[str] | None = dlt.config.value,
@@ -121,6 +133,7 @@ def twilio_studio_source(
     page_size: int = DEFAULT_PAGE_SIZE,
     context_mode: str = DEFAULT_CONTEXT_MODE,
     write_mode: str = DEFAULT_WRITE_MODE,
+    widget_fields: str = DEFAULT_WIDGET_FIELDS,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     start_date: str | datetime | None = None,
     end_date: str | datetime | None = None,
@@ -145,6 +158,8 @@ def twilio_studio_source(
         write_mode: ``merge`` (latest state per sid), ``scd2`` (every version, with ``valid_from`` and
             ``valid_to``; child rows belong to their version) or ``append`` (each run appends the changed
             engagements with ``snapshot_at``, the run's time).
+        widget_fields: Scalars of widget outputs that also become ``__widgets__fields`` rows: ``arrays``
+            (those inside arrays, which JSON paths on ``outputs`` cannot list), ``all`` or ``none``.
         max_concurrency: Requests in flight at once for the whole account (flows and contexts).
         start_date: A flow's first run loads engagements updated at or after this time.
         end_date: Load only engagements updated before this time (a backfill); saved cursors stay.
@@ -167,6 +182,7 @@ def twilio_studio_source(
             page_size=page_size,
             context_mode=context_mode,
             write_mode=write_mode,
+            widget_fields=widget_fields,
             max_concurrency=max_concurrency,
             start_date=start_date,
             end_date=end_date,
@@ -203,9 +219,10 @@ def twilio_studio_source(
     def flows() -> Iterator[list[dict[str, Any]]]:
         yield [flow_row(f) for f in flow_items()]
 
+    pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
 
-    def runs(kind: RunKind) -> Iterator[list[dict[str, Any]]]:
+    def runs(kind: RunKind) -> Iterator[Any]:
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
@@ -223,30 +240,71 @@ def twilio_studio_source(
             )  # fmt: skip
 
         snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
+        columnar = options.write_mode != "scd2"  # scd2 versions rows by dlt's own row hashes
+        hints = {
+            name: dlt.mark.make_hints(table_name=name, **h)
+            for name, h in table_hints(kind.name, kind.owner, merge=snapshot_at is None).items()
+        }
+        root = dict(WRITE_HINTS[options.write_mode])
+        root["columns"] = {
+            **(ENGAGEMENT_COLUMNS if kind.name == "engagements" else EXECUTION_COLUMNS),
+            **root.get("columns", {}),
+        }
+        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root)
+        load_id = current_load_id()
+        if columnar:
+            quiet_json_notice()
         for rows in walker.run(sids, cursors, save):
-            if snapshot_at is not None:
-                for row in rows:
-                    row["snapshot_at"] = snapshot_at
-            yield rows
+            if pseudonymize is not None:
+                rows = [pseudonymize(row) for row in rows]
+            if not columnar:
+                yield rows
+                continue
+            tables = RunTables(
+                kind.name,
+                kind.owner,
+                kind.extra,
+                snapshot=snapshot_at is not None,
+                tombstones=snapshot_at is None and options.context_mode != "never",
+            )
+            for row in rows:
+                tables.add(row, load_id, snapshot_at)
+            for name, table in tables.tables():
+                # the hints once per table: dlt merges them into the schema; later pages only name it
+                hinted = hints.pop(name, None)
+                yield (
+                    dlt.mark.with_hints(table, hinted, create_table_variant=True)
+                    if hinted
+                    else dlt.mark.with_table_name(table, name)
+                )
 
-    def steps(parents: list[dict[str, Any]], kind: RunKind) -> Iterator[list[dict[str, Any]]]:
+    def steps(parents: Any, kind: RunKind) -> Iterator[Any]:
         """Steps of the engagements or executions this run loads: new or changed ones only."""
+        parents = parent_rows(parents, kind.name)
+        if not parents:
+            return
         fetcher = StepFetcher(client, kind, options.context_mode, options.max_concurrency)
         try:
             rows = fetcher.rows(parents)
         finally:
             fetcher.close()
+        if pseudonymize is not None:
+            rows = [pseudonymize(row) for row in rows]
         if rows:
-            yield rows
+            # named explicitly: a transformer's output otherwise takes the parent item's table hints
+            yield dlt.mark.with_table_name(rows, f"{kind.name[:-1]}_steps")
 
-    engagements = dlt.resource(runs, name="engagements", columns=ENGAGEMENT_COLUMNS, nested_hints=NESTED_HINTS)(
-        ENGAGEMENTS
-    )
-    executions = dlt.resource(
-        runs, name="executions", selected=False, columns=EXECUTION_COLUMNS, nested_hints=NESTED_HINTS
-    )(EXECUTIONS)
-    for resource in (engagements, executions):
-        resource.apply_hints(**WRITE_HINTS[options.write_mode])
+    # the Arrow path declares its child tables itself; dlt's normalizer (scd2) needs nested hints
+    nested: dict[str, Any] = {"nested_hints": NESTED_HINTS} if options.write_mode == "scd2" else {}
+    # resource-level columns would reach every table the Arrow path writes: there, the root table
+    # gets its columns with its first page instead
+    engagement_kind = replace(ENGAGEMENTS, widget_fields=options.widget_fields)
+    execution_kind = replace(EXECUTIONS, widget_fields=options.widget_fields)
+    engagements = dlt.resource(runs, name="engagements", **nested)(engagement_kind)
+    executions = dlt.resource(runs, name="executions", selected=False, **nested)(execution_kind)
+    if options.write_mode == "scd2":
+        engagements.apply_hints(columns=ENGAGEMENT_COLUMNS, **WRITE_HINTS["scd2"])
+        executions.apply_hints(columns=EXECUTION_COLUMNS, **WRITE_HINTS["scd2"])
     step_hints: dict[str, Any] = {
         "write_disposition": "merge", "primary_key": "sid", "columns": STEP_COLUMNS, "nested_hints": NESTED_HINTS,
     }  # fmt: skip
@@ -254,11 +312,8 @@ def twilio_studio_source(
     execution_steps = dlt.transformer(steps, name="execution_steps", selected=False, **step_hints)
     resources = [
         engagements,
-        engagements | engagement_steps(kind=ENGAGEMENTS),
+        engagements | engagement_steps(kind=engagement_kind),
         executions,
-        executions | execution_steps(kind=EXECUTIONS),
+        executions | execution_steps(kind=execution_kind),
     ]
-    if pseudonymize_key:
-        for resource in resources:
-            resource.add_map(Pseudonymizer(pseudonymize_key))
     return [flows, *resources]

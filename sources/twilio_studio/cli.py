@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twilio_studio.client import StudioError
+from twilio_studio.columnar import stored_counts
 from twilio_studio.settings import (
     CONTEXT_MODES,
     DEFAULT_BASE_URL,
@@ -84,7 +85,7 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
         kwargs["refresh"] = "drop_sources"
     pipeline.run(source, **kwargs)
     counts = pipeline.last_trace.last_normalize_info.row_counts
-    rows = {k: v for k, v in counts.items() if not k.startswith("_dlt")}
+    rows = stored_counts({k: v for k, v in counts.items() if not k.startswith("_dlt")}, pipeline.default_schema.tables)
     written = rows.get("engagements", 0)
     after = _engagement_count(pipeline)
     new = max(0, after - before)

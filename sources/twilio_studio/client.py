@@ -3,6 +3,10 @@
 dlt's ``RESTClient`` and retrying ``Client`` were the first choice; this small client exists because
 they (a) follow a ``next_page_url`` to any host, which would send the credentials elsewhere,
 (b) back off without jitter, and (c) do not retry a 200 whose JSON body was cut short.
+
+What it guarantees (README "Reliability"): a request goes only to base_url's scheme, host and port,
+as ``requests`` itself parses the URL; redirects are never followed; ``request_timeout`` bounds a
+whole response, a body trickling in included; a page URL or page token seen twice stops the walk.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 
 from twilio_studio.settings import (
     DEFAULT_BACKOFF_BASE_SECONDS,
@@ -32,6 +38,7 @@ logger = logging.getLogger("twilio_studio")
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+READ_CHUNK_BYTES = 256 * 1024
 
 
 class StudioError(Exception):
@@ -104,11 +111,22 @@ class RetryPolicy:
         return min(self.backoff_max, max(jitter, retry_after or 0.0))
 
 
-def origin_of(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").lower(), port
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) that ``requests`` connects to for ``url``; None if it is not an http(s) URL.
+
+    ``requests`` first rewrites the URL with urllib3's parser, then connects where ``urlsplit`` reads
+    the rewritten URL. Reading the raw URL with ``urlsplit`` is not the same: ``http://a\\@b/`` is host
+    b to ``urlsplit`` but host a to ``requests``, so such a check would let credentials out to a.
+    """
+    try:
+        prepared = requests.Request("GET", url).prepare().url or ""
+        parts = urlsplit(prepared)
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except (ValueError, requests.exceptions.RequestException):  # no scheme, bad host or port, ...
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    return scheme, host, port or (443 if scheme == "https" else 80)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -121,10 +139,10 @@ def _retry_after(response: requests.Response) -> float | None:
         return None  # an HTTP date; rare, so fall back to our own backoff
 
 
-def _error_code(response: requests.Response) -> int | None:
+def _error_code(content: bytes) -> int | None:
     """Twilio's numeric error code from an error body; the body itself is never kept or shown."""
     try:
-        code = orjson.loads(response.content).get("code")
+        code = orjson.loads(content).get("code")
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return code if isinstance(code, int) else None
@@ -143,7 +161,10 @@ class StudioClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._origin = origin_of(self.base_url)
+        origin = origin_of(self.base_url)
+        if origin is None:
+            raise ValueError("base_url is not an http(s) URL")  # options.py checks this before
+        self._origin = origin
         self._auth = (username, password)
         self.retry = retry or RetryPolicy()
         self.limit = AdaptiveLimit(max_concurrency)
@@ -173,8 +194,14 @@ class StudioClient:
 
     def check_same_origin(self, url: str, what: str) -> None:
         """Refuses any URL outside base_url's scheme, host and port: credentials stay home."""
-        if origin_of(url) != self._origin:
-            scheme, host, port = origin_of(url)
+        origin = origin_of(url)
+        if origin is None:
+            raise PaginationError(
+                f"{what}: meta.next_page_url is not a URL the connector can follow (not an absolute http(s) "
+                "URL with a valid host and port); stopping"
+            )
+        if origin != self._origin:
+            scheme, host, port = origin
             raise PaginationError(
                 f"{what}: the API returned a next page on {scheme}://{host}:{port}, which is not "
                 f"base_url's host; refusing to send credentials there. Check base_url."
@@ -194,8 +221,15 @@ class StudioClient:
             try:
                 with self._count_lock:
                     self.requests_sent += 1
-                response = self._session().get(url, timeout=policy.timeout)
-                content = response.content
+                # no redirects: a 3xx is an answer (see _fatal), so no request leaves base_url's host
+                response = self._session().get(url, timeout=policy.timeout, stream=True, allow_redirects=False)
+                content = self._read(response, policy.timeout)
+            except requests.Timeout:
+                reason = f"no complete response within {policy.timeout:g} s (request_timeout)"
+                response = None
+            except requests.exceptions.ChunkedEncodingError:
+                reason = "a response cut short before its end"
+                response = None
             except RETRY_EXCEPTIONS as e:
                 reason = f"a network error ({type(e).__name__})"
                 response = None
@@ -216,7 +250,7 @@ class StudioClient:
                     reason = f"HTTP {status}"
                     retry_after = _retry_after(response) if status == 429 else None
                 else:
-                    raise self._fatal(response, path, what)
+                    raise self._fatal(response, content, path, what)
             if attempt < policy.max_attempts:
                 wait = policy.delay(attempt, retry_after)
                 with self._count_lock:
@@ -232,10 +266,45 @@ class StudioClient:
         )
 
     @staticmethod
-    def _fatal(response: requests.Response, path: str, what: str) -> StudioApiError:
-        status, code = response.status_code, _error_code(response)
+    def _read(response: requests.Response, timeout: float) -> bytes:
+        """The whole body within ``timeout`` seconds in all (checked after each read, and each read
+        waits ``timeout`` at most): ``requests``' own timeout bounds each read only, so a body that
+        trickles in a few bytes at a time would hold the run for as long as the server likes."""
+        deadline = time.monotonic() + timeout
+        chunks = []
+        late = False
+        try:
+            while chunk := response.raw.read1(READ_CHUNK_BYTES, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    late = True
+                    break
+        except ReadTimeoutError:
+            response.close()
+            raise requests.Timeout("no data within request_timeout") from None
+        except (Urllib3Error, OSError) as e:  # reset or cut short in the body: as requests would raise it
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(type(e).__name__) from None
+        except BaseException:
+            response.close()  # a half-read connection must not go back to the pool
+            raise
+        if late:
+            response.close()
+            raise requests.Timeout("the response took longer than request_timeout")
+        return b"".join(chunks)
+
+    @staticmethod
+    def _fatal(response: requests.Response, content: bytes, path: str, what: str) -> StudioApiError:
+        status, code = response.status_code, _error_code(content)
         coded = f"HTTP {status}" + (f" (Twilio error {code})" if code else "")
-        if status == 401:
+        if 300 <= status < 400:
+            target = origin_of(response.headers.get("Location", ""))
+            where = f" to {target[0]}://{target[1]}:{target[2]}" if target else ""
+            hint = (
+                f"a redirect{where}; the connector follows no redirects, so credentials stay on base_url's "
+                "host. Check base_url"
+            )
+        elif status == 401:
             hint = (
                 "check account_sid and auth_token (or api_key_sid and api_key_secret), and that "
                 "base_url is the region the credentials belong to"
@@ -255,6 +324,7 @@ class StudioClient:
         """Yields each page's records, following ``meta.next_page_url`` until it is null."""
         url: str | None = self.url(path, params)
         seen: set[str] = set()
+        tokens: set[str] = set()
         while url is not None:
             if url in seen:
                 raise PaginationError(
@@ -262,6 +332,14 @@ class StudioClient:
                     "loop); stopping so the run cannot go on forever"
                 )
             seen.add(url)
+            # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
+            for token in parse_qs(urlsplit(url).query).get("PageToken", []):
+                if token in tokens:
+                    raise PaginationError(
+                        f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
+                        "stopping so the run cannot go on forever"
+                    )
+                tokens.add(token)
             body = self.get(url, what)
             records = body.get(key)
             meta = body.get("meta")

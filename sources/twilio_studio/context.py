@@ -77,6 +77,19 @@ def _json_text(value: dict[str, Any] | list[Any]) -> str | None:
         return None
 
 
+def _has_array(value: Any) -> bool:
+    """Whether a non-empty array sits anywhere below ``value`` (cheap: no rows are built)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            if v:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    return False
+
+
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
     for key in path:
         if not isinstance(obj, dict):
@@ -96,8 +109,14 @@ def _typed(value: Any, kind: type) -> Any:
         return None
 
 
-def widget_rows(widgets: Any, sid: str, flow_sid: str, owner: str = "engagement_sid") -> list[dict[str, Any]]:
-    """One row per widget the engagement reached, in the order Studio recorded them."""
+def widget_rows(
+    widgets: Any, sid: str, flow_sid: str, owner: str = "engagement_sid", fields: str = "arrays"
+) -> list[dict[str, Any]]:
+    """One row per widget the engagement reached, in the order Studio recorded them.
+
+    ``fields`` chooses the scalars of each output that also become ``fields`` rows: ``arrays`` (those
+    inside arrays, which JSON paths on ``outputs`` cannot list), ``all``, or ``none``.
+    """
     if not isinstance(widgets, dict):
         return []
     rows = []
@@ -111,10 +130,15 @@ def widget_rows(widgets: Any, sid: str, flow_sid: str, owner: str = "engagement_
         for column, (path, kind) in TYPED_OUTPUTS.items():
             row[column] = _typed(_dig(output, path), kind)
         row["outputs"] = output
-        row["fields"] = [
-            {owner: sid, "widget": str(name), "path": p, "value": text, "value_type": kind}
-            for p, text, kind in leaves(output)
-        ]
+        row["fields"] = (
+            []
+            if fields == "none" or (fields == "arrays" and not _has_array(output))
+            else [
+                {owner: sid, "widget": str(name), "path": p, "value": text, "value_type": kind}
+                for p, text, kind in leaves(output)
+                if fields == "all" or "[" in p
+            ]
+        )
         rows.append(row)
     return rows
 
@@ -159,19 +183,25 @@ def trigger_type(context: dict[str, Any] | None) -> str | None:
     return None
 
 
-def context_children(context: dict[str, Any] | None, sid: str, flow_sid: str, owner: str) -> dict[str, Any]:
+def context_children(
+    context: dict[str, Any] | None, sid: str, flow_sid: str, owner: str, fields: str = "arrays"
+) -> dict[str, Any]:
     """The child rows of a context: widgets (with their fields), flow data and flow variables."""
     flow = (context or {}).get("flow")
     flow = flow if isinstance(flow, dict) else {}
     return {
-        "widgets": widget_rows((context or {}).get("widgets"), sid, flow_sid, owner),
+        "widgets": widget_rows((context or {}).get("widgets"), sid, flow_sid, owner, fields),
         "flow_data": map_rows(flow.get("data"), sid, flow_sid, owner),
         "flow_variables": map_rows(flow.get("variables"), sid, flow_sid, owner),
     }
 
 
 def engagement_row(
-    item: dict[str, Any], context: dict[str, Any] | None, owner: str = "engagement_sid", extra: tuple[str, ...] = ()
+    item: dict[str, Any],
+    context: dict[str, Any] | None,
+    owner: str = "engagement_sid",
+    extra: tuple[str, ...] = (),
+    fields: str = "arrays",
 ) -> dict[str, Any]:
     """An ``engagements`` (or ``executions``) row with its nested child rows.
 
@@ -194,11 +224,13 @@ def engagement_row(
         "trigger_type": trigger_type(context),
         "context": context,
     }
-    row.update(context_children(context, sid, flow_sid, owner))
+    row.update(context_children(context, sid, flow_sid, owner, fields))
     return row
 
 
-def step_row(item: dict[str, Any], context: dict[str, Any] | None, parent: str) -> dict[str, Any]:
+def step_row(
+    item: dict[str, Any], context: dict[str, Any] | None, parent: str, fields: str = "arrays"
+) -> dict[str, Any]:
     """An ``engagement_steps`` / ``execution_steps`` row: one transition between two widgets."""
     sid = item["sid"]
     flow_sid = item.get("flow_sid") or ""
@@ -217,7 +249,7 @@ def step_row(item: dict[str, Any], context: dict[str, Any] | None, parent: str) 
         "url": item.get("url"),
         "context": context,
     }
-    row.update(context_children(context, sid, flow_sid, "step_sid"))
+    row.update(context_children(context, sid, flow_sid, "step_sid", fields))
     return row
 
 

@@ -32,6 +32,7 @@ class RunKind:
     owner: str  # the child rows' link column, e.g. engagement_sid
     extra: tuple[str, ...] = ()  # fields only this kind has
     server_filter: bool = False  # the list accepts DateCreatedFrom
+    widget_fields: str = "arrays"  # which scalars of widget outputs become field rows (WIDGET_FIELDS)
 
     def list_path(self, flow_sid: str) -> str:
         return self.base.format(flow=flow_sid)
@@ -93,6 +94,7 @@ class WalkStats:
     emitted: int = 0
     contexts_fetched: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    without_context: dict[str, int] = field(default_factory=dict)  # loaded, but their context was unusable
     seconds: float = 0.0
 
     def skip(self, reason: str) -> None:
@@ -228,6 +230,8 @@ class EngagementWalker:
         stats.seconds = time.monotonic() - started
         for reason, count in stats.skipped.items():
             logger.warning("%s: skipped %d %s: %s", what, count, self.kind.name, reason)
+        for reason, count in stats.without_context.items():
+            logger.warning("%s: loaded %d %s without their context: %s", what, count, self.kind.name, reason)
         if window.end_date is not None:
             return cursor  # a backfill window leaves the saved cursor where it was
         return FlowCursor(new_last, new_at_last, oldest_active if oldest_active is not None else newest)
@@ -243,26 +247,37 @@ class EngagementWalker:
             return "flow_sid differs from the flow being read"
         if sid in seen:
             return "the same sid twice in one walk"
-        try:
-            cursor_of(item)
+        try:  # both dates, not only the cursor's: engagement_row parses both, and must not raise
+            dates = [parse_time(item.get("date_created")), parse_time(item.get("date_updated"))]
         except ValueError:
             return "a date that is not ISO 8601"
+        if any(d is not None and d.tzinfo is None for d in dates):
+            return "a date without a time zone"  # it cannot be compared with the UTC cursor
         return None
 
     def _rows(self, items: list[dict[str, Any]], flow_sid: str, stats: WalkStats) -> list[dict[str, Any]]:
         kind = self.kind
         if self.context_mode == "never":
-            return [engagement_row(item, None, kind.owner, kind.extra) for item in items]
-        contexts = [coerce_context(item.get("context")) for item in items]
+            return [engagement_row(item, None, kind.owner, kind.extra, kind.widget_fields) for item in items]
+        raw = [item.get("context") for item in items]
+        contexts = [coerce_context(c) for c in raw]
         if self.context_mode == "fetch_missing":
             missing = [n for n, c in enumerate(contexts) if not c]
             futures: list[tuple[int, Future[dict[str, Any]]]] = [
                 (n, self._ctx_pool.submit(self._fetch_context, flow_sid, items[n]["sid"])) for n in missing
             ]
             for n, future in futures:
-                contexts[n] = coerce_context(future.result().get("context"))
+                raw[n] = future.result().get("context")
+                contexts[n] = coerce_context(raw[n])
                 stats.contexts_fetched += 1
-        return [engagement_row(item, ctx, kind.owner, kind.extra) for item, ctx in zip(items, contexts, strict=True)]
+        for value, context in zip(raw, contexts, strict=True):
+            if context is None and value is not None and value != "" and value != [] and value != {}:
+                reason = "a context that is not a JSON object"
+                stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
+        return [
+            engagement_row(item, ctx, kind.owner, kind.extra, kind.widget_fields)
+            for item, ctx in zip(items, contexts, strict=True)
+        ]
 
     def _fetch_context(self, flow_sid: str, sid: str) -> dict[str, Any]:
         path = f"{self.kind.item_path(flow_sid, sid)}/Context"
@@ -310,5 +325,5 @@ class StepFetcher:
                     if not context and self.context_mode == "fetch_missing":
                         url = self.client.url(f"{base}/{item['sid']}/Context")
                         context = coerce_context(self.client.get(url, f"{what} context").get("context"))
-                rows.append(step_row(item, context, parent))
+                rows.append(step_row(item, context, parent, self.kind.widget_fields))
         return rows

@@ -18,6 +18,7 @@ from twilio_studio.settings import (
     MAX_CONCURRENCY_LIMIT,
     MAX_PAGE_SIZE,
     MIN_PAGE_SIZE,
+    WIDGET_FIELDS,
     WRITE_MODES,
 )
 
@@ -44,6 +45,7 @@ class SourceOptions:
     page_size: int
     context_mode: str
     write_mode: str
+    widget_fields: str
     max_concurrency: int
     start_date: str | datetime | None
     end_date: str | datetime | None
@@ -61,6 +63,7 @@ class ValidOptions:
     page_size: int
     context_mode: str
     write_mode: str
+    widget_fields: str
     max_concurrency: int
     start_date: datetime | None
     end_date: datetime | None
@@ -177,6 +180,11 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         raise ConfigurationError(
             f"context_mode: {_shown(o.context_mode)} is not one of {', '.join(CONTEXT_MODES)} ({where('context_mode')})"
         )
+    if o.widget_fields not in WIDGET_FIELDS:
+        raise ConfigurationError(
+            f"widget_fields: {_shown(o.widget_fields)} is not one of {', '.join(WIDGET_FIELDS)} "
+            f"({where('widget_fields')})"
+        )
     if o.write_mode not in WRITE_MODES:
         raise ConfigurationError(
             f"write_mode: {_shown(o.write_mode)} is not one of {', '.join(WRITE_MODES)} ({where('write_mode')})"
@@ -206,6 +214,7 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         page_size=page_size,
         context_mode=o.context_mode,
         write_mode=o.write_mode,
+        widget_fields=o.widget_fields,
         max_concurrency=max_concurrency,
         start_date=start,
         end_date=end,

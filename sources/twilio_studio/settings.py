@@ -47,3 +47,8 @@ DEFAULT_CONTEXT_MODE = "fetch_missing"
 # How engagements are written (README "History"): latest state, every version, or a change log.
 WRITE_MODES = ("merge", "scd2", "append")
 DEFAULT_WRITE_MODE = "merge"
+
+# Which scalars of widget outputs become `__widgets__fields` rows (README "Tables"); every output is
+# also kept whole as JSON. `arrays` keeps a load fast: all scalars are ~27 rows per engagement.
+WIDGET_FIELDS = ("arrays", "all", "none")
+DEFAULT_WIDGET_FIELDS = "arrays"

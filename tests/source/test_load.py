@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.source.conftest import Loaded, expected_sids, make_source
+from tests.source.scripted import ScriptedStudio, engagement, page
+from tests.source.scripted import flow as flow_record
 from twilio_studio.emulator import Emulator
 
 
@@ -143,12 +145,33 @@ def test_plain_sql_answers_widget_and_flow_data_questions(emulator: Emulator, lo
     assert dict(values) == want
 
 
-def test_arrays_in_context_become_rows(emulator: Emulator, loaded: Loaded) -> None:
-    loaded.run(make_source(emulator.base_url))
-    paths = {r[0] for r in loaded.sql("SELECT DISTINCT path FROM engagements__widgets__fields")}
-    assert ("parsed.customer.tags[0]" in paths and "inbound.Body" in paths) or "Digits" in paths
-    array_rows = loaded.scalar("SELECT count(*) FROM engagements__flow_data WHERE path LIKE '[%]'")
-    assert array_rows > 0
+@pytest.mark.parametrize(
+    ("widget_fields", "must_have", "must_not_have"),
+    [
+        pytest.param("arrays", {"parsed.customer.tags[0]", "parsed.orders[0].total"}, {"inbound.Body"}, id="arrays"),
+        pytest.param("all", {"parsed.customer.tags[0]", "inbound.Body", "status_code"}, set(), id="all"),
+        pytest.param("none", set(), {"parsed.customer.tags[0]", "inbound.Body"}, id="none"),
+    ],
+)
+def test_widget_fields_and_arrays_become_rows(
+    emulator: Emulator, loaded: Loaded, widget_fields: str, must_have: set[str], must_not_have: set[str]
+) -> None:
+    loaded.run(make_source(emulator.base_url, widget_fields=widget_fields))
+    tables = {r[0] for r in loaded.sql("SHOW TABLES")}
+    paths = set()
+    if "engagements__widgets__fields" in tables:
+        paths = {r[0] for r in loaded.sql("SELECT DISTINCT path FROM engagements__widgets__fields")}
+    assert must_have <= paths and not must_not_have & paths
+    if widget_fields == "arrays":
+        assert all("[" in p for p in paths)
+    # arrays in flow data become rows whatever widget_fields says
+    assert loaded.scalar("SELECT count(*) FROM engagements__flow_data WHERE path LIKE '[%]'") > 0
+    # and every output stays whole as JSON
+    tier = loaded.scalar(
+        "SELECT count(*) FROM engagements__widgets "
+        "WHERE outputs->>'$.parsed.customer.tier' IN ('gold', 'silver', 'bronze')"
+    )
+    assert tier > 0
 
 
 @pytest.mark.parametrize(
@@ -223,3 +246,23 @@ def test_lookback_rereads_recent_engagements(emulator: Emulator, loaded: Loaded)
     assert "engagements" not in loaded.run(make_source(emulator.base_url))
     again = loaded.run(make_source(emulator.base_url, lookback_seconds=3 * 86400))
     assert 0 < again["engagements"] < 120
+
+
+def test_child_rows_go_when_a_new_version_has_none(loaded: Loaded) -> None:
+    flow_sid = "FW" + "2" * 32
+    first = engagement(
+        flow_sid, 1, status="active", context={"flow": {"variables": {"score": 3}}, "widgets": {"a": {"x": 1}}}
+    )
+    later = engagement(flow_sid, 1, date_updated="2026-03-01T11:00:00Z", context={"widgets": {"b": {"Digits": "1"}}})
+    with ScriptedStudio() as studio:
+        studio.routes[f"/v1/Flows/{flow_sid}"] = (200, flow_record(flow_sid))
+        path = f"/v1/Flows/{flow_sid}/Engagements?PageSize=1000"
+        studio.routes[path] = (200, page("engagements", [first], None))
+        loaded.run(make_source(studio.base_url, flow_sids=[flow_sid], widget_fields="all"))
+        assert loaded.scalar("SELECT count(*) FROM engagements__flow_variables") == 1
+        assert loaded.sql("SELECT path FROM engagements__widgets__fields") == [("x",)]
+        studio.routes[path] = (200, page("engagements", [later], None))
+        loaded.run(make_source(studio.base_url, flow_sids=[flow_sid], widget_fields="all"))
+    assert loaded.scalar("SELECT count(*) FROM engagements__flow_variables") == 0
+    assert loaded.sql("SELECT name, digits FROM engagements__widgets") == [("b", "1")]
+    assert loaded.sql("SELECT path FROM engagements__widgets__fields") == [("Digits",)]

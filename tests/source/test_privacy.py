@@ -27,7 +27,8 @@ def text_cells(loaded: Loaded) -> list[str]:
 
 
 def test_no_contact_address_is_stored_when_pseudonymized(emulator: Emulator, loaded: Loaded) -> None:
-    loaded.run(make_source(emulator.base_url, pseudonymize_key="k-one").with_resources(*ALL))
+    source = make_source(emulator.base_url, pseudonymize_key="k-one", widget_fields="all")
+    loaded.run(source.with_resources(*ALL))
     raw = addresses(emulator)
     cells = text_cells(loaded)
     assert len(cells) > 10_000

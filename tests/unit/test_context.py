@@ -47,7 +47,7 @@ def test_widget_rows_type_common_outputs_and_keep_order() -> None:
         "api": {"status_code": 200, "content_type": "application/json", "parsed": {"x": [1, 2]}},
         "split": {},
     }
-    rows = widget_rows(widgets, "FN1", "FW1")
+    rows = widget_rows(widgets, "FN1", "FW1", fields="all")
     assert [r["name"] for r in rows] == ["ask", "menu", "api", "split"]
     assert [r["position"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["inbound_body"] == "5" and rows[1]["digits"] == "2" and rows[1]["confidence"] == 0.9
@@ -56,6 +56,21 @@ def test_widget_rows_type_common_outputs_and_keep_order() -> None:
     assert rows[3]["fields"] == [
         {"engagement_sid": "FN1", "widget": "split", "path": "", "value": None, "value_type": "object"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "paths"),
+    [
+        pytest.param("all", [["inbound.Body"], ["status_code", "parsed.x[0]", "parsed.x[1]"]], id="all"),
+        pytest.param("arrays", [[], ["parsed.x[0]", "parsed.x[1]"]], id="arrays_only"),
+        pytest.param("none", [[], []], id="none"),
+    ],
+)
+def test_widget_fields_modes(fields: str, paths: list[list[str]]) -> None:
+    widgets = {"ask": {"inbound": {"Body": "5"}}, "api": {"status_code": 200, "parsed": {"x": [1, 2]}}}
+    rows = widget_rows(widgets, "FN1", "FW1", fields=fields)
+    assert [[f["path"] for f in r["fields"]] for r in rows] == paths
+    assert rows[1]["outputs"] == widgets["api"]  # the whole output stays, whatever the mode
 
 
 def test_map_rows_one_row_per_leaf() -> None:

@@ -1,0 +1,204 @@
+"""Normalized engagement rows as Arrow tables: the fast path into the destination.
+
+dlt normalizes nested Python rows one row at a time; an engagement with its widgets, fields and
+flow data is about 40 rows, so at 100,000 engagements that normalizer was most of a load's time
+(see BENCHMARKS.md). Here the same rows (from ``context.engagement_row``, the one normalization)
+are laid out as columns and handed to dlt as Arrow tables, which it writes to Parquet as they are.
+
+dlt cannot take nested (parent-linked) tables as Arrow at extract time, so the child tables are
+tables of their own, merged on the owner's SID (delete-insert on ``merge_key``). To replace ALL of a
+changed engagement's child rows, even where its new version has none in a table, each table also
+gets one tombstone row per changed engagement: its SID, flagged ``_tombstone`` (dlt's ``hard_delete``
+hint), so the merge deletes the old rows and inserts only the new ones. Rows still carry
+``_dlt_id``, ``_dlt_parent_id``, ``_dlt_root_id`` and ``_dlt_list_idx`` as dlt's normalizer writes them,
+derived from the SID so a re-extracted page yields the same keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+TEXT, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
+
+ID_FIELDS = [("_dlt_id", TEXT)]
+CHILD_ID_FIELDS = [
+    ("_dlt_parent_id", TEXT),
+    ("_dlt_root_id", TEXT),
+    ("_dlt_list_idx", INT),
+    ("_dlt_id", TEXT),
+    ("_tombstone", pa.bool_()),
+]
+WIDGET_FIELDS = [
+    ("flow_sid", TEXT), ("name", TEXT), ("position", INT), ("inbound_body", TEXT), ("digits", TEXT),
+    ("speech_result", TEXT), ("confidence", FLOAT), ("status_code", INT), ("content_type", TEXT),
+    ("call_status", TEXT), ("message_status", TEXT), ("outputs", TEXT),
+]  # fmt: skip
+LEAF_FIELDS = [("path", TEXT), ("value", TEXT), ("value_type", TEXT)]
+
+
+def run_fields(extra: tuple[str, ...], snapshot: bool) -> list[tuple[str, pa.DataType]]:
+    fields: list[tuple[str, pa.DataType]] = [
+        ("sid", TEXT), ("account_sid", TEXT), ("flow_sid", TEXT), ("contact_sid", TEXT),
+        ("contact_channel_address", TEXT), ("status", TEXT), ("date_created", TS), ("date_updated", TS),
+        ("url", TEXT),
+    ]  # fmt: skip
+    fields += [(name, INT if name == "flow_version" else TEXT) for name in extra]
+    fields += [("trigger_type", TEXT), ("context", TEXT)]
+    if snapshot:
+        fields.append(("snapshot_at", TS))
+    return [*fields, ("_dlt_load_id", TEXT), *ID_FIELDS]
+
+
+class Columns:
+    """Rows of one table, turned into one Arrow table column by column (a comprehension per column
+    is several times faster than appending each value of each row)."""
+
+    def __init__(self, fields: list[tuple[str, pa.DataType]], required: tuple[str, ...] = ()) -> None:
+        self.schema = pa.schema([pa.field(name, kind, nullable=name not in required) for name, kind in fields])
+        self.rows: list[dict[str, Any]] = []
+        self.append = self.rows.append
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def table(self) -> pa.Table:
+        rows = self.rows
+        return pa.Table.from_pydict(
+            {name: [r.get(name) for r in rows] for name in self.schema.names}, schema=self.schema
+        )
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # nested deeper than orjson's 254 levels: keep the row, not the JSON
+        return None
+
+
+class RunTables:
+    """Builds the root table (engagements or executions) and its child tables from normalized rows."""
+
+    def __init__(self, root: str, owner: str, extra: tuple[str, ...], snapshot: bool, tombstones: bool) -> None:
+        self.root, self.owner = root, owner
+        self.tombstones = tombstones  # merge replaces child rows; append only adds
+        self.run = Columns(run_fields(extra, snapshot), required=("sid", "_dlt_id"))
+        keys = (owner, "_dlt_id")
+        self.widgets = Columns([(owner, TEXT), *WIDGET_FIELDS, *CHILD_ID_FIELDS], keys)
+        self.fields = Columns([(owner, TEXT), ("widget", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys)
+        self.maps = {
+            key: Columns([(owner, TEXT), ("flow_sid", TEXT), ("key", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys)
+            for key in ("flow_data", "flow_variables")
+        }
+
+    def add(self, row: dict[str, Any], load_id: str | None, snapshot_at: datetime | None) -> None:
+        """Adds one row of ``context.engagement_row`` with its children; the row is consumed."""
+        root_id = row["sid"] if snapshot_at is None else f"{row['sid']}@{snapshot_at:%Y%m%dT%H%M%S%f}"
+        for n, widget in enumerate(row.pop("widgets")):
+            widget_id = f"{root_id}/w{n}"
+            for m, leaf in enumerate(widget.pop("fields")):
+                leaf.update(_dlt_id=f"{widget_id}/{m}", _dlt_parent_id=widget_id, _dlt_root_id=root_id, _dlt_list_idx=m)
+                self.fields.append(leaf)
+            widget["outputs"] = _json(widget["outputs"])
+            widget.update(_dlt_id=widget_id, _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n)
+            self.widgets.append(widget)
+        if self.tombstones:
+            for table in (self.widgets, self.fields, *self.maps.values()):
+                table.append({self.owner: row["sid"], "_dlt_id": f"{root_id}/-", "_tombstone": True})
+        for key, columns in self.maps.items():
+            for n, leaf in enumerate(row.pop(key)):
+                leaf.update(
+                    _dlt_id=f"{root_id}/{key}/{n}", _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n
+                )
+                columns.append(leaf)
+        row["context"] = _json(row["context"])
+        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
+        self.run.append(row)
+
+    def tables(self) -> Iterator[tuple[str, pa.Table]]:
+        """(table name, Arrow table) of every table with rows, the root first."""
+        pairs = [
+            (self.root, self.run),
+            (f"{self.root}__widgets", self.widgets),
+            (f"{self.root}__widgets__fields", self.fields),
+            *((f"{self.root}__{key}", columns) for key, columns in self.maps.items()),
+        ]
+        for name, columns in pairs:
+            if len(columns):
+                yield name, columns.table()
+
+
+def table_hints(root: str, owner: str, merge: bool) -> dict[str, dict[str, Any]]:
+    """dlt hints of the child tables: their rows merge on the owner's SID, or append.
+
+    The root table takes the resource's own hints: it is yielded without per-item hints, because
+    dlt hands a transformer's output the hints of the item it came from (the steps transformer).
+    """
+    ids = {
+        "_dlt_id": {"data_type": "text", "nullable": False},
+        "_dlt_parent_id": {"data_type": "text"},
+        "_dlt_root_id": {"data_type": "text"},
+        "_dlt_list_idx": {"data_type": "bigint"},
+        "_tombstone": {"data_type": "bool", "hard_delete": True},
+    }
+    disposition: dict[str, Any] = (
+        {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"}, "merge_key": owner}
+        if merge
+        else {"write_disposition": "append"}
+    )
+    json_col = {"data_type": "json"}
+    return {
+        f"{root}__widgets": {**disposition, "columns": {**ids, "outputs": json_col}},
+        f"{root}__widgets__fields": {**disposition, "columns": dict(ids)},
+        f"{root}__flow_data": {**disposition, "columns": dict(ids)},
+        f"{root}__flow_variables": {**disposition, "columns": dict(ids)},
+    }
+
+
+def parent_rows(item: Any, root: str) -> list[dict[str, Any]]:
+    """The ``sid`` and ``flow_sid`` of the runs in what the root resource yielded (rows or Arrow)."""
+    if isinstance(item, list):
+        return [row for row in item if isinstance(row, dict) and "sid" in row]
+    if isinstance(item, pa.Table):
+        if "sid" not in item.column_names or "contact_sid" not in item.column_names:
+            return []  # a child table of the same page
+        return [
+            {"sid": s, "flow_sid": f}
+            for s, f in zip(item["sid"].to_pylist(), item["flow_sid"].to_pylist(), strict=True)
+        ]
+    return []
+
+
+class JsonAsTextNotice(logging.Filter):
+    """Drops dlt's per-page warning that the Arrow string columns ``context`` and ``outputs`` are
+    declared ``json``: that is on purpose (dlt has no Arrow type for JSON), and the destination
+    stores them as JSON; every other dlt message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
+def quiet_json_notice() -> None:
+    """Installs JsonAsTextNotice on dlt's logger once per process."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, JsonAsTextNotice) for f in dlt_logger.filters):
+        dlt_logger.addFilter(JsonAsTextNotice())
+
+
+def stored_counts(written: dict[str, int], tables: dict[str, Any]) -> dict[str, int]:
+    """Rows written per table, less the tombstones (one per merged root row in each child table)."""
+    out = dict(written)
+    for name, count in written.items():
+        table = tables.get(name, {})
+        root = name.split("__", 1)[0]
+        if "_tombstone" in table.get("columns", {}) and table.get("write_disposition") == "merge":
+            out[name] = max(0, count - written.get(root, 0))
+    return {name: count for name, count in out.items() if count}
