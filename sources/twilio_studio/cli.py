@@ -22,6 +22,7 @@ from twilio_studio.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_MODE,
+    WIDGET_FIELDS,
     WRITE_MODES,
 )
 
@@ -109,8 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from twilio_studio import twilio_studio_source
 
     options: dict[str, Any] = {}
-    for name in ("base_url", "page_size", "context_mode", "write_mode", "max_concurrency", "start_date", "end_date",
-                 "lookback_seconds"):  # fmt: skip
+    names = ("base_url", "page_size", "context_mode", "write_mode", "widget_fields", "max_concurrency",
+             "start_date", "end_date", "lookback_seconds")  # fmt: skip
+    for name in names:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
@@ -239,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--write-mode", choices=WRITE_MODES, default=None,
                      help="merge (latest state), scd2 (every version) or append (change log); "
                      f"default {DEFAULT_WRITE_MODE}")  # fmt: skip
+    run.add_argument("--widget-fields", choices=WIDGET_FIELDS, default=None,
+                     help="scalars of widget outputs kept as field rows: arrays (default), all, none")  # fmt: skip
     run.add_argument("--max-concurrency", type=int, default=None,
                      help=f"requests in flight (default {DEFAULT_MAX_CONCURRENCY})")  # fmt: skip
     run.add_argument("--start-date", default=None, help="first run loads engagements updated from here (ISO 8601)")
