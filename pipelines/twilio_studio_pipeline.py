@@ -12,12 +12,12 @@ import sys
 import dlt
 
 from twilio_studio import twilio_studio_source
+from twilio_studio.columnar import loader_file_format
 
 
 def load(destination: str = "duckdb") -> None:
     pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination=destination, dataset_name="twilio_studio")
-    file_format = "parquet" if destination in ("duckdb", "motherduck") else None
-    info = pipeline.run(twilio_studio_source(), loader_file_format=file_format)
+    info = pipeline.run(twilio_studio_source(), loader_file_format=loader_file_format(destination))
     print(info)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twilio_studio.client import StudioError
-from twilio_studio.columnar import stored_counts
+from twilio_studio.columnar import loader_file_format, stored_counts
 from twilio_studio.settings import (
     CONTEXT_MODES,
     DEFAULT_BASE_URL,
@@ -27,9 +27,6 @@ from twilio_studio.settings import (
 )
 
 logger = logging.getLogger("twilio_studio")
-
-# Destinations that load Parquet natively: much faster than dlt's default INSERT files for DuckDB.
-PARQUET_DESTINATIONS = frozenset({"duckdb", "motherduck"})
 
 
 class UserError(Exception):
@@ -80,8 +77,8 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     before = 0 if refresh else _engagement_count(pipeline)
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
-    if pipeline.destination.destination_name in PARQUET_DESTINATIONS:
-        kwargs["loader_file_format"] = "parquet"
+    if file_format := loader_file_format(pipeline.destination.destination_name):
+        kwargs["loader_file_format"] = file_format
     if refresh:
         kwargs["refresh"] = "drop_sources"
     pipeline.run(source, **kwargs)

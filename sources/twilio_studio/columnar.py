@@ -202,3 +202,14 @@ def stored_counts(written: dict[str, int], tables: dict[str, Any]) -> dict[str, 
         if "_tombstone" in table.get("columns", {}) and table.get("write_disposition") == "merge":
             out[name] = max(0, count - written.get(root, 0))
     return {name: count for name, count in out.items() if count}
+
+
+# The loader files to ask dlt for, by destination: Parquet where the destination reads it natively
+# (fast); INSERT statements for PostgreSQL, whose CSV path (dlt's default for Arrow items there)
+# loads every empty string as NULL (COPY ... FORCE_NULL), e.g. the `path` '' of plain flow data.
+LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "insert_values"}
+
+
+def loader_file_format(destination_name: str) -> str | None:
+    """The ``loader_file_format`` to pass to ``pipeline.run`` for this destination; None: dlt's choice."""
+    return LOADER_FILE_FORMATS.get(destination_name)

@@ -15,6 +15,7 @@ import dlt
 import pytest
 
 from tests.source.conftest import Loaded, expected_sids, make_source
+from twilio_studio.columnar import loader_file_format
 from twilio_studio.emulator import Emulator
 
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
@@ -41,7 +42,7 @@ class PgLoaded:
         )
 
     def run(self, source: Any) -> dict[str, int]:
-        self.pipeline.run(source)
+        self.pipeline.run(source, loader_file_format=loader_file_format("postgres"))
         counts = self.pipeline.last_trace.last_normalize_info.row_counts
         return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
 
@@ -73,6 +74,8 @@ def snapshot_pg(pg: PgLoaded) -> dict[str, Any]:
     }
     for table in CHILD_TABLES:
         out[table] = pg.sql(f"SELECT count(*) FROM {{ds}}.{table}")[0][0]
+    # empty strings stay empty strings (dlt's CSV path would load them as NULL)
+    out["plain_flow_data"] = pg.sql("SELECT count(*) FROM {ds}.engagements__flow_data WHERE path = ''")[0][0]
     return out
 
 
@@ -85,6 +88,7 @@ def snapshot_duck(duck: Loaded) -> dict[str, Any]:
     }
     for table in CHILD_TABLES:
         out[table] = duck.scalar(f"SELECT count(*) FROM {table}")
+    out["plain_flow_data"] = duck.scalar("SELECT count(*) FROM engagements__flow_data WHERE path = ''")
     return out
 
 
