@@ -1,5 +1,6 @@
-"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, flow data,
-and status transitions over time when the dataset keeps versions (``write_mode`` scd2 or append).
+"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, the most
+common widget-to-widget transitions (when steps were loaded), flow data, and status transitions over
+time when the dataset keeps versions (``write_mode`` scd2 or append).
 
     run = duckdb_runner("studio.duckdb", "twilio_studio")
     data = build_report(run, "twilio_studio")
@@ -9,6 +10,10 @@ The numbers come from SQL that runs unchanged on DuckDB and PostgreSQL, through 
 callable that takes a query and returns its rows. ``dlt_runner`` reads back through dlt's own SQL
 client, so every SQL destination dlt can query works. The report never reads the contact's address
 or the raw ``context``; ``render_html`` needs matplotlib, ``render_text`` needs nothing.
+
+Every section but the status transitions counts each engagement once, in its current version: in an
+scd2 dataset the version with ``valid_to`` NULL, in an append dataset the latest snapshot by
+``snapshot_at``, with only the child rows (widgets, flow data) of that version.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ NO_WIDGETS_NOTE = (
     "e.g. because it was loaded with context_mode='never'."
 )
 NO_FLOW_DATA_NOTE = "No flow data in this dataset (the engagements__flow_data table is missing or empty)."
+NO_STEPS_NOTE = (
+    "No step data in this dataset (the engagement_steps table is missing or empty): steps are loaded only "
+    "when selected, e.g. twilio-studio run --resources flows,engagements,engagement_steps, or "
+    'twilio_studio_source().with_resources("flows", "engagements", "engagement_steps").'
+)
 NO_DURATIONS_NOTE = "No ended engagement has a date_updated, so there are no durations to show."
 NO_VERSIONS_NOTE = (
     "No status transitions: this dataset holds only the latest state of each engagement (write_mode merge). "
@@ -193,6 +203,21 @@ class FunnelStep:
 
 
 @dataclass(frozen=True)
+class PathStep:
+    """Steps of one flow that executed ``to_widget`` coming from ``from_widget``: one edge of its path graph.
+
+    ``from_widget`` is the step's ``transitioned_from`` (``Trigger`` for an engagement's first step),
+    ``to_widget`` the widget the step executed (its ``name``); ``percent`` is of all the flow's steps.
+    """
+
+    flow_sid: str
+    from_widget: str | None
+    to_widget: str | None
+    count: int
+    percent: float
+
+
+@dataclass(frozen=True)
 class TopValue:
     """A frequent value of one flow-data key (scalar keys only); ``percent`` of that key's rows."""
 
@@ -247,6 +272,8 @@ class ReportData:
     duration_buckets: list[DurationBucket]
     funnel: list[FunnelStep]
     funnel_entered: dict[str, int]
+    paths: list[PathStep]
+    """The ``top_n`` most common transitions per flow, most common first; empty without steps."""
     top_values: list[TopValue]
     version_column: str | None
     """``valid_from`` (scd2), ``snapshot_at`` (append) or None: the dataset holds only the latest state."""
@@ -266,31 +293,85 @@ class ReportData:
         sids = set(self.flow_names) | {d.flow_sid for d in self.per_day}
         sids |= {s.flow_sid for s in self.status if s.flow_sid is not None}
         sids |= {t.flow_sid for t in self.transitions}
+        sids |= {p.flow_sid for p in self.paths}
         return sorted(sids, key=lambda s: (self.flow_name(s), s))
 
 
 # -------------------------------------------------------------------------------------- computation
 class _Tables:
-    """Qualified names of the dataset's tables, and which of them exist."""
+    """Qualified names of the dataset's tables, which of them exist, and their columns."""
 
     def __init__(self, run: Runner, dataset: str) -> None:
         self.dataset = dataset
-        rows = run(f"SELECT table_name FROM information_schema.tables WHERE table_schema = {quote_literal(dataset)}")
-        self.present = {str(r[0]) for r in rows}
+        rows = run(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            f"WHERE table_schema = {quote_literal(dataset)}"
+        )
+        self._columns: dict[str, set[str]] = {}
+        for table, column in rows:
+            self._columns.setdefault(str(table), set()).add(str(column))
 
     def __contains__(self, table: str) -> bool:
-        return table in self.present
+        return table in self._columns
 
     def __getitem__(self, table: str) -> str:
         return f"{quote_ident(self.dataset)}.{quote_ident(table)}"
 
-    def columns(self, run: Runner, table: str) -> set[str]:
-        """The names of a table's columns."""
-        rows = run(
-            "SELECT column_name FROM information_schema.columns "
-            f"WHERE table_schema = {quote_literal(self.dataset)} AND table_name = {quote_literal(table)}"
+    def columns(self, table: str) -> set[str]:
+        """The names of a table's columns (empty when it does not exist)."""
+        return set(self._columns.get(table, ()))
+
+
+# the engagement columns the current-version sections read (never the address or the raw context)
+CURRENT_COLUMNS = ("sid", "flow_sid", "status", "date_created", "date_updated")
+
+
+class _Current:
+    """SQL for the current version of each engagement, and for the child rows of that version only.
+
+    merge: the engagements table itself (one row per sid; a changed engagement's child rows are
+    replaced with it). scd2: the version with ``valid_to`` NULL. append (or scd2 without
+    ``valid_to``): the latest version by the version column. A version's child rows carry its
+    ``_dlt_id`` in ``_dlt_root_id`` (the Arrow path of append mode) or, in direct child tables
+    without a root id (dlt's normalizer in scd2 mode), in ``_dlt_parent_id``.
+    """
+
+    def __init__(self, t: _Tables, version_column: str | None) -> None:
+        self.t = t
+        columns = t.columns("engagements")
+        self.versioned = version_column is not None
+        self.linked = self.versioned and "_dlt_id" in columns  # child rows can be tied to their version
+        if version_column is None:
+            self.engagements = t["engagements"]
+            return
+        selected = ", ".join([*CURRENT_COLUMNS, *(["_dlt_id"] if self.linked else [])])
+        if version_column == "valid_from" and "valid_to" in columns:
+            self.engagements = f"(SELECT {selected} FROM {t['engagements']} WHERE valid_to IS NULL)"
+            return
+        # latest first, the reverse of the transitions' order of versions (version time, date_updated
+        # NULLS FIRST, status), so both agree on which version is the last one
+        latest = (
+            f"ROW_NUMBER() OVER (PARTITION BY sid ORDER BY {quote_ident(version_column)} DESC NULLS LAST, "
+            "date_updated DESC NULLS LAST, status DESC NULLS FIRST) AS version_rank"
         )
-        return {str(r[0]) for r in rows}
+        self.engagements = (
+            f"(SELECT {selected} FROM (SELECT {selected}, {latest} FROM {t['engagements']}) ranked "
+            "WHERE version_rank = 1)"
+        )
+
+    def child(self, table: str, columns: Sequence[str]) -> str:
+        """A FROM item with the child rows of the current versions only."""
+        if not self.versioned:
+            return self.t[table]
+        present = self.t.columns(table)
+        link = next((c for c in ("_dlt_root_id", "_dlt_parent_id") if c in present), None)
+        if not self.linked or link is None:
+            logger.warning("cannot tie the rows of %s to engagement versions: counting every version's rows", table)
+            return self.t[table]
+        return (
+            f"(SELECT {', '.join(f'c.{quote_ident(c)}' for c in columns)} FROM {self.t[table]} c "
+            f"WHERE c.{link} IN (SELECT _dlt_id FROM {self.engagements} cur))"
+        )
 
 
 def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
@@ -299,7 +380,8 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
     Args:
         run: Runs SQL on the destination, e.g. from ``duckdb_runner`` or ``dlt_runner``.
         dataset: The dataset (schema) the pipeline loaded into, e.g. ``twilio_studio``.
-        top_n: How many of the most frequent values to show per flow-data key.
+        top_n: How many of the most frequent values to show per flow-data key, and of the most
+            common widget-to-widget transitions per flow.
 
     Returns:
         The report data.
@@ -316,17 +398,21 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
             "the pipeline loaded into (the default dataset is 'twilio_studio'), and run it at least once"
         )
     notes: dict[str, str] = {}
-    status = _status_shares(run, t)
-    durations, buckets = _durations(run, t)
+    version_column = _version_column(t)
+    current = _Current(t, version_column)
+    status = _status_shares(run, current)
+    durations, buckets = _durations(run, current)
     if not durations:
         notes["durations"] = NO_DURATIONS_NOTE
-    funnel, entered = _funnel(run, t) if "engagements__widgets" in t else ([], {})
+    funnel, entered = _funnel(run, current) if "engagements__widgets" in t else ([], {})
     if not funnel:
         notes["funnel"] = NO_WIDGETS_NOTE
-    top = _top_values(run, t, top_n) if "engagements__flow_data" in t else []
+    paths = _paths(run, t, top_n) if "engagement_steps" in t else []
+    if not paths:
+        notes["paths"] = NO_STEPS_NOTE
+    top = _top_values(run, current, top_n) if "engagements__flow_data" in t else []
     if not top:
         notes["top_values"] = NO_FLOW_DATA_NOTE
-    version_column = _version_column(run, t)
     transitions: list[Transition] = []
     active_times: list[ActiveTime] = []
     if version_column is None:
@@ -340,12 +426,13 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
         top_n=top_n,
         flow_names=_flow_names(run, t),
         total_engagements=sum(s.count for s in status if s.flow_sid is ALL_FLOWS),
-        per_day=_per_day(run, t),
+        per_day=_per_day(run, current),
         status=status,
         durations=durations,
         duration_buckets=buckets,
         funnel=funnel,
         funnel_entered=entered,
+        paths=paths,
         top_values=top,
         version_column=version_column,
         transitions=transitions,
@@ -369,6 +456,7 @@ def _order_by_flow_name(data: ReportData) -> None:
     data.durations.sort(key=lambda d: flow(d.flow_sid))
     data.duration_buckets.sort(key=lambda b: flow(b.flow_sid))
     data.funnel.sort(key=lambda f: flow(f.flow_sid))
+    data.paths.sort(key=lambda p: flow(p.flow_sid))
     data.top_values.sort(key=lambda v: flow(v.flow_sid))
     data.transitions.sort(key=lambda r: (r.day, flow(r.flow_sid)))
     data.active_times.sort(key=lambda a: (a.day, flow(a.flow_sid)))
@@ -380,18 +468,18 @@ def _flow_names(run: Runner, t: _Tables) -> dict[str, str]:
     return {str(sid): str(name) for sid, name in run(f"SELECT sid, friendly_name FROM {t['flows']}") if name}
 
 
-def _per_day(run: Runner, t: _Tables) -> list[DayCount]:
+def _per_day(run: Runner, cur: _Current) -> list[DayCount]:
     rows = run(
         f"SELECT {_utc_day('date_created')} AS day, flow_sid, "
-        f"count(*) FROM {t['engagements']} WHERE date_created IS NOT NULL "
+        f"count(*) FROM {cur.engagements} e WHERE date_created IS NOT NULL "
         "GROUP BY 1, 2 ORDER BY 1, 2"
     )
     return [DayCount(_as_date(day), str(flow), int(n)) for day, flow, n in rows]
 
 
-def _status_shares(run: Runner, t: _Tables) -> list[StatusShare]:
+def _status_shares(run: Runner, cur: _Current) -> list[StatusShare]:
     rows = run(
-        f"SELECT flow_sid, COALESCE(status, 'unknown') AS status, count(*) FROM {t['engagements']} GROUP BY 1, 2"
+        f"SELECT flow_sid, COALESCE(status, 'unknown') AS status, count(*) FROM {cur.engagements} e GROUP BY 1, 2"
     )
     counts: dict[tuple[str | None, str], int] = {}
     for flow, status, n in rows:
@@ -404,10 +492,10 @@ def _status_shares(run: Runner, t: _Tables) -> list[StatusShare]:
     return sorted(shares, key=lambda s: (s.flow_sid is not None, s.flow_sid or "", -s.count, s.status))
 
 
-def _durations(run: Runner, t: _Tables) -> tuple[list[DurationStats], list[DurationBucket]]:
+def _durations(run: Runner, cur: _Current) -> tuple[list[DurationStats], list[DurationBucket]]:
     seconds = (
         "WITH d AS (SELECT flow_sid, CAST(EXTRACT(EPOCH FROM date_updated) - EXTRACT(EPOCH FROM date_created) "
-        f"AS DOUBLE PRECISION) AS seconds FROM {t['engagements']} "
+        f"AS DOUBLE PRECISION) AS seconds FROM {cur.engagements} e "
         "WHERE status = 'ended' AND date_updated IS NOT NULL AND date_created IS NOT NULL) "
     )
     stats = (
@@ -433,20 +521,20 @@ def _durations(run: Runner, t: _Tables) -> tuple[list[DurationStats], list[Durat
     return out, buckets
 
 
-def _funnel(run: Runner, t: _Tables) -> tuple[list[FunnelStep], dict[str, int]]:
-    widgets, engagements = t["engagements__widgets"], t["engagements"]
+def _funnel(run: Runner, cur: _Current) -> tuple[list[FunnelStep], dict[str, int]]:
+    widgets = cur.child("engagements__widgets", ("engagement_sid", "flow_sid", "name", "position"))
     reached = run(
         "SELECT flow_sid, name, count(DISTINCT engagement_sid), min(position), "
         "percentile_cont(0.5) WITHIN GROUP (ORDER BY position) "
-        f"FROM {widgets} GROUP BY flow_sid, name"
+        f"FROM {widgets} w GROUP BY flow_sid, name"
     )
     stopped_rows = run(
         "WITH ranked AS (SELECT w.flow_sid, w.name, ROW_NUMBER() OVER "
         "(PARTITION BY w.engagement_sid ORDER BY w.position DESC, w.name) AS rn "
-        f"FROM {widgets} w JOIN {engagements} e ON e.sid = w.engagement_sid WHERE e.status = 'ended') "
+        f"FROM {widgets} w JOIN {cur.engagements} e ON e.sid = w.engagement_sid WHERE e.status = 'ended') "
         "SELECT flow_sid, name, count(*) FROM ranked WHERE rn = 1 GROUP BY flow_sid, name"
     )
-    entered_rows = run(f"SELECT flow_sid, count(DISTINCT engagement_sid) FROM {widgets} GROUP BY flow_sid")
+    entered_rows = run(f"SELECT flow_sid, count(DISTINCT engagement_sid) FROM {widgets} w GROUP BY flow_sid")
     stopped = {(str(f), str(w)): int(n) for f, w, n in stopped_rows}
     ordered = sorted(reached, key=lambda r: (str(r[0]), float(r[4]), int(r[3]), str(r[1])))
     steps = [
@@ -456,10 +544,35 @@ def _funnel(run: Runner, t: _Tables) -> tuple[list[FunnelStep], dict[str, int]]:
     return steps, {str(f): int(n) for f, n in entered_rows}
 
 
-def _top_values(run: Runner, t: _Tables, top_n: int) -> list[TopValue]:
+def _paths(run: Runner, t: _Tables, top_n: int) -> list[PathStep]:
+    """The ``top_n`` most common ``transitioned_from -> name`` pairs of each flow's steps.
+
+    Steps merge on their sid in every write mode: each step counts once. Ties are broken by the
+    widget names in Python, so DuckDB and PostgreSQL (whose collations differ) rank alike.
+    """
+    rows = run(
+        "SELECT flow_sid, transitioned_from, name, count(*) "
+        f"FROM {t['engagement_steps']} WHERE flow_sid IS NOT NULL GROUP BY flow_sid, transitioned_from, name"
+    )
+    per_flow: dict[str, list[tuple[str | None, str | None, int]]] = {}
+    for flow, source, target, n in rows:
+        per_flow.setdefault(str(flow), []).append(
+            (None if source is None else str(source), None if target is None else str(target), int(n))
+        )
+    out: list[PathStep] = []
+    for flow, edges in sorted(per_flow.items()):
+        total = sum(n for _, _, n in edges)
+        edges.sort(key=lambda e: (-e[2], e[0] is None, e[0] or "", e[1] is None, e[1] or ""))
+        out += [PathStep(flow, a, b, n, 100.0 * n / total) for a, b, n in edges[:top_n]]
+    return out
+
+
+def _top_values(run: Runner, cur: _Current, top_n: int) -> list[TopValue]:
+    # a plain value has path '' (a PostgreSQL load may have stored that '' as NULL)
+    flow_data = cur.child("engagements__flow_data", ("flow_sid", "key", "path", "value"))
     rows = run(
         "WITH counted AS (SELECT flow_sid, key, value, count(*) AS n "
-        f"FROM {t['engagements__flow_data']} WHERE path = '' GROUP BY flow_sid, key, value), "
+        f"FROM {flow_data} d WHERE COALESCE(path, '') = '' GROUP BY flow_sid, key, value), "
         "ranked AS (SELECT flow_sid, key, value, n, sum(n) OVER (PARTITION BY flow_sid, key) AS total, "
         "ROW_NUMBER() OVER (PARTITION BY flow_sid, key ORDER BY n DESC, value ASC NULLS LAST) AS rn "
         "FROM counted) "
@@ -471,9 +584,9 @@ def _top_values(run: Runner, t: _Tables, top_n: int) -> list[TopValue]:
     ]
 
 
-def _version_column(run: Runner, t: _Tables) -> str | None:
+def _version_column(t: _Tables) -> str | None:
     """The engagements column that times each version, or None when the dataset keeps no versions."""
-    columns = t.columns(run, "engagements")
+    columns = t.columns("engagements")
     return next((c for c in VERSION_COLUMNS if c in columns), None)
 
 
@@ -593,6 +706,22 @@ def _tables(data: ReportData) -> list[_Table]:
         frozenset({2, 3, 4}),
         data.notes.get("funnel"),
     )
+    paths = _Table(
+        f"Widget paths: the {data.top_n} most common transitions per flow (percent of the flow's steps)",
+        ("Flow", "From", "To widget", "Steps", "Percent"),
+        [
+            (
+                name(p.flow_sid),
+                _widget_label(p.from_widget),
+                _widget_label(p.to_widget),
+                str(p.count),
+                f"{p.percent:.1f} %",
+            )
+            for p in data.paths
+        ],
+        frozenset({3, 4}),
+        data.notes.get("paths"),
+    )
     top = _Table(
         f"Top {data.top_n} flow-data values per key (scalar keys)",
         ("Flow", "Key", "Value", "Count", "Percent"),
@@ -603,7 +732,11 @@ def _tables(data: ReportData) -> list[_Table]:
         frozenset({3, 4}),
         data.notes.get("top_values"),
     )
-    return [flows, per_day, status, durations, funnel, top, *_history_tables(data)]
+    return [flows, per_day, status, durations, funnel, paths, top, *_history_tables(data)]
+
+
+def _widget_label(widget: str | None) -> str:
+    return "(none)" if widget is None else widget
 
 
 def _transition_label(from_status: str, to_status: str) -> str:
@@ -768,6 +901,21 @@ def _chart_funnel(data: ReportData, flow_sid: str) -> Figure | None:
     return fig
 
 
+def _chart_paths(data: ReportData, flow_sid: str) -> Figure | None:
+    edges = [p for p in data.paths if p.flow_sid == flow_sid]
+    if not edges:
+        return None
+    fig = _figure(9, 1.2 + 0.4 * len(edges))
+    ax = fig.add_subplot()
+    labels = [f"{_widget_label(p.from_widget)} -> {_widget_label(p.to_widget)}" for p in edges]
+    ax.barh(range(len(edges)), [p.count for p in edges], color="#54a24b")
+    ax.set_yticks(range(len(edges)), labels)  # by position: two edges never share a bar
+    ax.invert_yaxis()
+    ax.set_xlabel("steps")
+    ax.set_title(f"Widget paths: {data.flow_name(flow_sid)}")
+    return fig
+
+
 def _chart_durations(data: ReportData) -> Figure | None:
     if not data.duration_buckets:
         return None
@@ -843,7 +991,7 @@ def render_html(data: ReportData) -> str:
             "render_html draws its charts with matplotlib, which is not installed: "
             "pip install 'matplotlib>=3.8,<4' (or use render_text)"
         ) from e
-    flows, per_day, status, durations, funnel, top, *history = _tables(data)
+    flows, per_day, status, durations, funnel, paths, top, *history = _tables(data)
     title = f"Twilio Studio report: {data.dataset}"
     sections = [
         f"<h1>{html.escape(title)}</h1>",
@@ -858,6 +1006,8 @@ def render_html(data: ReportData) -> str:
         _html_table(durations),
         _charts(_chart_funnel(data, sid) for sid in data.flow_sids()),
         _html_table(funnel),
+        _charts(_chart_paths(data, sid) for sid in data.flow_sids()),
+        _html_table(paths),
         _html_table(top),
         _charts([_chart_transitions(data)]),
         *(_html_table(h) for h in history),

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from twilio_studio.emulator.dataset import EngagementView
 from twilio_studio.report import (
     NO_ACTIVE_TO_ENDED_NOTE,
     NO_FLOW_DATA_NOTE,
+    NO_STEPS_NOTE,
     NO_VERSIONS_NOTE,
     NO_WIDGETS_NOTE,
     ActiveTime,
+    PathStep,
     ReportData,
     Runner,
     Transition,
@@ -43,11 +46,12 @@ DATASET = "twilio_studio"
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")  # as in tests/postgres
 FLOWS = 3
 PER_FLOW = 200
+WITH_STEPS = ("flows", "engagements", "engagement_steps")
 
 
 @dataclass
 class Studio:
-    """One emulator, loaded once into DuckDB, and the report built from it."""
+    """One emulator, loaded once into DuckDB (with its steps), and the report built from it."""
 
     emu: Emulator
     loaded: Loaded
@@ -56,6 +60,11 @@ class Studio:
     def views(self) -> list[EngagementView]:
         """Every engagement as the emulator shows it now (computed from its dataset, not HTTP)."""
         return emulator_views(self.emu)
+
+    @cached_property
+    def page(self) -> str:
+        """The report as HTML, rendered once (its charts take seconds)."""
+        return render_html(self.report)
 
 
 def emulator_views(emu: Emulator) -> list[EngagementView]:
@@ -73,7 +82,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     emu = Emulator(Dataset(seed=23, flows=FLOWS, engagements_per_flow=PER_FLOW)).start()
     try:
         loaded = Loaded(tmp_path_factory.mktemp("report"))
-        loaded.run(make_source(emu.base_url))
+        loaded.run(make_source(emu.base_url).with_resources(*WITH_STEPS))
         yield Studio(emu, loaded, build_report(duckdb_runner(loaded.db, DATASET), DATASET))
     finally:
         emu.stop()
@@ -268,7 +277,7 @@ def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
         pipelines_dir=str(tmp_path / "pg_pipelines"),
     )
     try:
-        pipeline.run(make_source(studio.emu.base_url))
+        pipeline.run(make_source(studio.emu.base_url).with_resources(*WITH_STEPS))
         run = dlt_runner(pipeline.pipeline_name, destination, dataset, str(tmp_path / "pg_pipelines"))
         report = build_report(run, dataset)
     finally:
@@ -276,6 +285,7 @@ def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
             client.execute_sql(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')
             client.execute_sql(f'DROP SCHEMA IF EXISTS "{dataset}_staging" CASCADE')
     assert report.dataset == dataset
+    assert report.paths and "paths" not in report.notes
     # floats summed or interpolated in another order differ in the last bits; everything else is exact
     assert replace(report, dataset=DATASET, durations=[]) == replace(studio.report, durations=[])
     for got, want in zip(report.durations, studio.report.durations, strict=True):
@@ -331,7 +341,8 @@ def test_html_is_self_contained_with_charts(studio: Studio, tmp_path: Path) -> N
     assert page.startswith("<!DOCTYPE html>")
     charts = page.count('<img alt="')
     assert page.count('<img alt="Widget funnel: ') == FLOWS
-    assert charts == 3 + FLOWS == page.count('src="data:image/png;base64,')
+    assert page.count('<img alt="Widget paths: ') == FLOWS
+    assert charts == 3 + 2 * FLOWS == page.count('src="data:image/png;base64,')
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     for flow in studio.emu.dataset.flows:
@@ -341,7 +352,7 @@ def test_html_is_self_contained_with_charts(studio: Studio, tmp_path: Path) -> N
 def test_html_and_text_contain_no_contact_address(studio: Studio) -> None:
     addresses = [r[0] for r in studio.loaded.sql("SELECT DISTINCT contact_channel_address FROM engagements")]
     assert len(addresses) > 100
-    page, text = render_html(studio.report), render_text(studio.report)
+    page, text = studio.page, render_text(studio.report)
     for address in addresses:
         assert address not in page
         assert address not in text
@@ -361,7 +372,14 @@ def test_text_has_every_flow_and_section(studio: Studio) -> None:
     for flow in studio.emu.dataset.flows:
         assert flow.friendly_name in text
         assert flow.widgets[0].name in text
-    for title in ("Engagements per day", "Status share", "Time from created", "Widget funnel", "Top 10"):
+    for title in (
+        "Engagements per day",
+        "Status share",
+        "Time from created",
+        "Widget funnel",
+        "Widget paths",
+        "Top 10",
+    ):
         assert title in text
     first_day = min(d.day for d in studio.report.per_day)
     assert first_day.isoformat() in text
@@ -377,6 +395,62 @@ def test_text_columns_line_up(studio: Studio) -> None:
     for row in rows:
         # numbers are right-aligned: each row's count ends where its column's rule ends
         assert row[: ends[2]].endswith(tuple("0123456789")), row
+
+
+# ------------------------------------------------------------------------------------------- paths
+def emulator_paths(views: list[EngagementView], flow_sid: str) -> Counter[tuple[str, str]]:
+    """(transitioned_from, widget) -> steps of one flow, from the emulator's own steps."""
+    return Counter(
+        (s.transitioned_from, s.widget.name) for v in views if v.script.flow.sid == flow_sid for s in v.steps
+    )
+
+
+@pytest.mark.parametrize("flow_index", range(FLOWS), ids=[f"flow_{i}" for i in range(FLOWS)])
+def test_paths_equal_group_by_and_emulator(studio: Studio, flow_index: int) -> None:
+    flow = studio.emu.dataset.flows[flow_index]
+    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=1000)  # every transition
+    got = {(p.from_widget, p.to_widget): p.count for p in report.paths if p.flow_sid == flow.sid}
+    sql = studio.loaded.sql(
+        "SELECT transitioned_from, name, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2", flow.sid
+    )
+    assert got == {(a, b): n for a, b, n in sql}
+    expected = emulator_paths(studio.views(), flow.sid)
+    assert got == dict(expected)
+    assert got[("Trigger", flow.widgets[0].name)] == max(got.values())  # every path starts at the trigger
+    steps = studio.loaded.scalar("SELECT count(*) FROM engagement_steps WHERE flow_sid = ?", flow.sid)
+    assert steps == sum(expected.values()) > 0
+    for p in report.paths:
+        if p.flow_sid == flow.sid:
+            assert p.percent == pytest.approx(100.0 * p.count / steps)
+
+
+@pytest.mark.parametrize("top_n", [1, 3], ids=["top_1", "top_3"])
+def test_paths_keep_the_most_common_transitions_per_flow(studio: Studio, top_n: int) -> None:
+    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=top_n)
+    views = studio.views()
+    for flow in studio.emu.dataset.flows:
+        counts = emulator_paths(views, flow.sid)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
+        total = sum(counts.values())
+        got = [p for p in report.paths if p.flow_sid == flow.sid]
+        assert [replace(p, percent=0.0) for p in got] == [PathStep(flow.sid, a, b, n, 0.0) for (a, b), n in ranked]
+        assert [p.percent for p in got] == pytest.approx([100.0 * n / total for _, n in ranked])
+    assert "paths" not in report.notes
+
+
+def test_paths_render_as_tables_and_charts(studio: Studio) -> None:
+    text = render_text(studio.report)
+    section = text.split("Widget paths: the 10 most common transitions per flow (percent of the flow's steps)\n")[1]
+    rows = section.split("\n\n")[0].splitlines()[3:]
+    assert len(rows) == len(studio.report.paths) > FLOWS
+    first = studio.report.paths[0]
+    assert re.search(
+        rf"\bTrigger\s+{re.escape(str(first.to_widget))}\s+{first.count}\s+{first.percent:.1f} %$", rows[0]
+    )
+    page = studio.page
+    for flow in studio.emu.dataset.flows:
+        assert f'<img alt="Widget paths: {html.escape(flow.friendly_name)}"' in page
+    assert NO_STEPS_NOTE not in text and html.escape(NO_STEPS_NOTE) not in page
 
 
 # ---------------------------------------------------------------------------------- without widgets
@@ -420,7 +494,10 @@ VERSION_COLUMN = {"scd2": "valid_from", "append": "snapshot_at"}
 
 @dataclass
 class History:
-    """Two loads of one emulator in a write mode that keeps versions, six emulated days apart."""
+    """Two loads of one emulator in a write mode that keeps versions, six emulated days apart.
+
+    ``merge_report`` is the report on a merge-mode load of the same emulator state (after the second load).
+    """
 
     mode: str
     emu: Emulator
@@ -428,6 +505,7 @@ class History:
     first_status: dict[str, str]  # sid -> status as the emulator showed it at the first load
     last_status: dict[str, str]  # sid -> status as the emulator shows it at the second load
     report: ReportData
+    merge_report: ReportData
 
     @property
     def column(self) -> str:
@@ -458,7 +536,10 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         loaded = Loaded(tmp_path_factory.mktemp(f"history_{mode}"))
         first, last = load_twice(emu, loaded, mode)
         report = build_report(duckdb_runner(loaded.db, DATASET), DATASET)
-        yield History(mode, emu, loaded, first, last, report)
+        merged = Loaded(tmp_path_factory.mktemp(f"history_{mode}_as_merge"))
+        merged.run(make_source(emu.base_url))
+        merge_report = build_report(duckdb_runner(merged.db, DATASET), DATASET)
+        yield History(mode, emu, loaded, first, last, report, merge_report)
     finally:
         emu.stop()
 
@@ -554,6 +635,11 @@ def test_versioned_report_renders_transitions(history: History) -> None:
     funnels = page.count('<img alt="Widget funnel: ')
     assert page.count('src="data:image/png;base64,') == 3 + funnels + 1
     assert NO_VERSIONS_NOTE not in text and html.escape(NO_VERSIONS_NOTE) not in page
+    # loaded without engagement_steps: the path view says how to load them
+    assert history.report.paths == [] and history.report.notes["paths"] == NO_STEPS_NOTE
+    assert "--resources flows,engagements,engagement_steps" in NO_STEPS_NOTE
+    assert f"{NO_STEPS_NOTE}\n" in text and html.escape(NO_STEPS_NOTE) in page
+    assert '<img alt="Widget paths: ' not in page
 
 
 def test_merge_dataset_gives_the_versions_note(studio: Studio) -> None:
@@ -569,6 +655,62 @@ def test_merge_dataset_gives_the_versions_note(studio: Studio) -> None:
     page = render_html(report)
     assert html.escape(NO_VERSIONS_NOTE) in page
     assert "Status transitions per day (UTC, all flows)" not in page
+
+
+# ------------------------------------------------------------------- current versions of versioned data
+def status_counts(views: list[EngagementView]) -> dict[tuple[str | None, str], int]:
+    """(flow or None for all flows, status) -> engagements, as the emulator shows them now."""
+    counts: Counter[tuple[str | None, str]] = Counter()
+    for v in views:
+        counts[(v.script.flow.sid, v.status)] += 1
+        counts[(None, v.status)] += 1
+    return dict(counts)
+
+
+def emulator_funnel(views: list[EngagementView]) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """(flow, widget) -> engagements that reached it, and ended engagements whose last widget it is."""
+    reached = Counter((v.script.flow.sid, w) for v in views for w in {s.widget.name for s in v.steps})
+    stopped = Counter((v.script.flow.sid, v.steps[-1].widget.name) for v in views if v.status == "ended" and v.steps)
+    return dict(reached), dict(stopped)
+
+
+def funnel_counts(report: ReportData) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    reached = {(f.flow_sid, f.widget): f.reached for f in report.funnel}
+    return reached, {(f.flow_sid, f.widget): f.stopped for f in report.funnel if f.stopped}
+
+
+def test_versioned_sections_count_each_engagement_once(history: History) -> None:
+    rows, sids = history.loaded.sql("SELECT count(*), count(DISTINCT sid) FROM engagements")[0]
+    assert rows > sids, "the dataset must hold several versions of some engagements"
+    views = emulator_views(history.emu)
+    report = history.report
+    assert report.total_engagements == sids == len(views)
+    assert {(s.flow_sid, s.status): s.count for s in report.status} == status_counts(views)
+    days = Counter((v.script.date_created.date(), v.script.flow.sid) for v in views)
+    assert {(d.day, d.flow_sid): d.count for d in report.per_day} == dict(days)
+    ended = [v for v in views if v.status == "ended" and v.date_updated is not None]
+    (overall,) = [d for d in report.durations if d.flow_sid is None]
+    assert overall.count == len(ended) == sum(b.count for b in report.duration_buckets)
+
+
+def test_versioned_funnel_uses_the_current_versions_widgets(history: History) -> None:
+    views = emulator_views(history.emu)
+    assert funnel_counts(history.report) == emulator_funnel(views)
+    assert history.report.funnel_entered == dict(Counter(v.script.flow.sid for v in views if v.steps))
+
+
+def test_versioned_report_equals_a_merge_load_of_the_same_state(history: History) -> None:
+    got, merged = history.report, history.merge_report
+    assert merged.version_column is None and got.version_column == history.column
+    same = ("flow_names", "total_engagements", "per_day", "status", "duration_buckets", "funnel", "funnel_entered")
+    for name in (*same, "top_values"):
+        assert getattr(got, name) == getattr(merged, name), name
+    assert got.top_values, "top values from the current versions' flow data"
+    for a, b in zip(got.durations, merged.durations, strict=True):
+        assert (a.flow_sid, a.count) == (b.flow_sid, b.count)
+        assert (a.median_seconds, a.p90_seconds, a.mean_seconds) == pytest.approx(
+            (b.median_seconds, b.p90_seconds, b.mean_seconds), rel=1e-9
+        )
 
 
 # A hand-made versioned table with versions around UTC midnight: (sid, flow, status, created, updated, version time)
@@ -610,6 +752,14 @@ EXPECTED_ACTIVE_TIMES = [
     ActiveTime(D2, F1, 2, (4 + 1 / 6 + 26) / 2),
     ActiveTime(D2, F2, 1, 24.0),
     ActiveTime(D3, F2, 1, 36.0),
+]
+# the latest version of each sid: FN1..FN5 and FN7 ended, FN6 without a status
+EXPECTED_CURRENT_STATUS = [
+    (None, "ended", 6),
+    (None, "unknown", 1),
+    (F1, "ended", 4),
+    (F2, "ended", 2),
+    (F2, "unknown", 1),
 ]
 ZONES = ["UTC", "Asia/Tokyo", "America/Los_Angeles"]
 
@@ -653,6 +803,7 @@ def test_hand_made_versions_give_exact_transitions_by_utc_day(tmp_path: Path, co
     report = build_report(duckdb_zone_runner(db, zone), DATASET)
     assert report.version_column == column
     assert report.transitions == EXPECTED_TRANSITIONS
+    assert [(s.flow_sid, s.status, s.count) for s in report.status] == EXPECTED_CURRENT_STATUS
     assert [replace(a, median_hours=0.0) for a in report.active_times] == [
         replace(a, median_hours=0.0) for a in EXPECTED_ACTIVE_TIMES
     ]
@@ -720,6 +871,7 @@ def test_postgres_hand_made_versions_give_the_same_transitions(zone: str) -> Non
     ]
     for got, want in zip(report.active_times, EXPECTED_ACTIVE_TIMES, strict=True):
         assert got.median_hours == pytest.approx(want.median_hours)
+    assert [(s.flow_sid, s.status, s.count) for s in report.status] == EXPECTED_CURRENT_STATUS
 
 
 @pytest.mark.parametrize("mode", ["scd2", "append"])
@@ -760,3 +912,8 @@ def test_postgres_versioned_load_gives_the_emulators_transitions(mode: str, tmp_
             got[t.flow_sid] += t.count
     assert got == Counter(flow_of[s] for s in ended)
     assert sum(a.count for a in report.active_times) == len(ended & dated) > 0
+    # every other section counts the current version of each engagement, with that version's widgets
+    assert report.total_engagements == len(views) < len(rows)
+    assert {(s.flow_sid, s.status): s.count for s in report.status} == status_counts(views)
+    assert funnel_counts(report) == emulator_funnel(views)
+    assert report.top_values
