@@ -113,6 +113,9 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
 }
 
 
+ARROW_BATCH_ROWS = 2000  # engagements per Arrow batch: ~80,000 child rows at most, a few MB
+
+
 def current_load_id() -> str | None:
     """The load id of the package being extracted (None when iterating a source by hand)."""
     try:
@@ -254,29 +257,42 @@ def twilio_studio_source(
         load_id = current_load_id()
         if columnar:
             quiet_json_notice()
-        for rows in walker.run(sids, cursors, save):
-            if pseudonymize is not None:
-                rows = [pseudonymize(row) for row in rows]
-            if not columnar:
-                yield rows
-                continue
-            tables = RunTables(
+
+        def new_batch() -> RunTables:
+            return RunTables(
                 kind.name,
                 kind.owner,
                 kind.extra,
                 snapshot=snapshot_at is not None,
                 tombstones=snapshot_at is None and options.context_mode != "never",
             )
-            for row in rows:
-                tables.add(row, load_id, snapshot_at)
-            for name, table in tables.tables():
-                # the hints once per table: dlt merges them into the schema; later pages only name it
+
+        def flush(batch: RunTables) -> Iterator[Any]:
+            for name, table in batch.tables():
+                # the hints once per table: dlt merges them into the schema; later batches only name it
                 hinted = hints.pop(name, None)
                 yield (
                     dlt.mark.with_hints(table, hinted, create_table_variant=True)
                     if hinted
                     else dlt.mark.with_table_name(table, name)
                 )
+
+        batch = new_batch()
+        for rows in walker.run(sids, cursors, save):
+            if pseudonymize is not None:
+                rows = [pseudonymize(row) for row in rows]
+            if not columnar:
+                yield rows
+                continue
+            for row in rows:
+                batch.add(row, load_id, snapshot_at)
+            # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
+            # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
+            if len(batch) >= ARROW_BATCH_ROWS:
+                yield from flush(batch)
+                batch = new_batch()
+        if columnar:
+            yield from flush(batch)
 
     def steps(parents: Any, kind: RunKind) -> Iterator[Any]:
         """Steps of the engagements or executions this run loads: new or changed ones only."""

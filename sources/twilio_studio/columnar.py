@@ -123,6 +123,9 @@ class RunTables:
         row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
         self.run.append(row)
 
+    def __len__(self) -> int:
+        return len(self.run)
+
     def tables(self) -> Iterator[tuple[str, pa.Table]]:
         """(table name, Arrow table) of every table with rows, the root first."""
         pairs = [

@@ -129,7 +129,9 @@ class EngagementWalker:
         self, flow_sids: list[str], cursors: dict[str, FlowCursor], on_flow_done: Callable[[str, FlowCursor], None]
     ) -> Iterator[list[dict[str, Any]]]:
         """Yields lists of engagement rows; calls ``on_flow_done`` after each flow's complete walk."""
-        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=2 * self.max_concurrency)
+        # few pages wait: a page of 1,000 engagements is ~10 MB as Python objects, and the consumer
+        # (normalization into Arrow, in the extracting thread) sets the pace anyway
+        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
         def put(msg: tuple[str, Any, Any]) -> None:
@@ -317,6 +319,11 @@ class StepFetcher:
             for item in page:
                 if not isinstance(item, dict) or not isinstance(item.get("sid"), str):
                     logger.warning("%s: skipped a step without a sid", what)
+                    continue
+                try:  # step_row parses both dates and must not raise
+                    parse_time(item.get("date_created")), parse_time(item.get("date_updated"))
+                except ValueError:
+                    logger.warning("%s: skipped step %s: a date that is not ISO 8601", what, item["sid"])
                     continue
                 item.setdefault(parent, sid)
                 context = None
