@@ -24,7 +24,7 @@ from twilio_studio.client import (
     StudioClient,
     StudioError,
 )
-from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints
+from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
 from twilio_studio.context import flow_row
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.options import SourceOptions, validate_options
@@ -282,7 +282,7 @@ def twilio_studio_source(
             if pseudonymize is not None:
                 rows = [pseudonymize(row) for row in rows]
             if not columnar:
-                yield rows
+                yield [without_nul(row) for row in rows]
                 continue
             for row in rows:
                 batch.add(row, load_id, snapshot_at)

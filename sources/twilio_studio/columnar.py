@@ -24,6 +24,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from twilio_studio.context import strip_nul
+
+logger = logging.getLogger("twilio_studio")
+
 TS = pa.timestamp("us", tz="UTC")
 TEXT, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 
@@ -76,12 +80,17 @@ class Columns:
 
 
 def _json(value: Any) -> str | None:
+    """JSON text of a context or output, NUL characters removed (PostgreSQL's jsonb refuses them)."""
     if value is None:
         return None
     try:
-        return orjson.dumps(value).decode()
+        text = orjson.dumps(value).decode()
     except TypeError:  # nested deeper than orjson's 254 levels: keep the row, not the JSON
+        logger.warning("a context or widget output nested deeper than 254 levels is stored without its JSON")
         return None
+    if "\\u0000" in text:  # rare: only then pay for a second pass
+        text = orjson.dumps(strip_nul(value)).decode()
+    return text
 
 
 class RunTables:
@@ -153,7 +162,13 @@ def table_hints(root: str, owner: str, merge: bool) -> dict[str, dict[str, Any]]
         "_tombstone": {"data_type": "bool", "hard_delete": True},
     }
     disposition: dict[str, Any] = (
-        {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"}, "merge_key": owner}
+        # primary key too: a load job resumed after a crash may copy a file into staging twice, and
+        # dlt de-duplicates staging rows by primary key only
+        {
+            "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+            "merge_key": owner,
+            "primary_key": "_dlt_id",
+        }
         if merge
         else {"write_disposition": "append"}
     )
@@ -216,3 +231,19 @@ LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres":
 def loader_file_format(destination_name: str) -> str | None:
     """The ``loader_file_format`` to pass to ``pipeline.run`` for this destination; None: dlt's choice."""
     return LOADER_FILE_FORMATS.get(destination_name)
+
+
+def without_nul(row: dict[str, Any]) -> dict[str, Any]:
+    """A nested row (dlt's normalizer path) with NUL characters removed from its JSON columns."""
+    for holder, key in [(row, "context"), *((w, "outputs") for w in row.get("widgets", []))]:
+        value = holder.get(key)
+        if value is not None and b"\\u0000" in _dumps_or_empty(value):
+            holder[key] = strip_nul(value)
+    return row
+
+
+def _dumps_or_empty(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return b""

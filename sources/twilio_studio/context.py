@@ -67,6 +67,17 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, str | None, str]]:
             yield p, text, kind
 
 
+def strip_nul(value: Any) -> Any:
+    """A copy of a JSON value with NUL characters removed from every string, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value
+
+
 def _json_text(value: dict[str, Any] | list[Any]) -> str | None:
     """Compact JSON of what lies below MAX_DEPTH; None for empty or too deep to serialize."""
     if not value:
