@@ -79,14 +79,14 @@ class Columns:
         )
 
 
-def _json(value: Any) -> str | None:
+def _json(value: Any, what: str = "a value") -> str | None:
     """JSON text of a context or output, NUL characters removed (PostgreSQL's jsonb refuses them)."""
     if value is None:
         return None
     try:
         text = orjson.dumps(value).decode()
     except TypeError:  # nested deeper than orjson's 254 levels: keep the row, not the JSON
-        logger.warning("a context or widget output nested deeper than 254 levels is stored without its JSON")
+        logger.warning("%s is nested deeper than 254 levels: stored without its JSON", what)
         return None
     if "\\u0000" in text:  # rare: only then pay for a second pass
         text = orjson.dumps(strip_nul(value)).decode()
@@ -116,7 +116,7 @@ class RunTables:
             for m, leaf in enumerate(widget.pop("fields")):
                 leaf.update(_dlt_id=f"{widget_id}/{m}", _dlt_parent_id=widget_id, _dlt_root_id=root_id, _dlt_list_idx=m)
                 self.fields.append(leaf)
-            widget["outputs"] = _json(widget["outputs"])
+            widget["outputs"] = _json(widget["outputs"], f"the output of widget {n} of {row['sid']}")
             widget.update(_dlt_id=widget_id, _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n)
             self.widgets.append(widget)
         if self.tombstones:
@@ -128,7 +128,7 @@ class RunTables:
                     _dlt_id=f"{root_id}/{key}/{n}", _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n
                 )
                 columns.append(leaf)
-        row["context"] = _json(row["context"])
+        row["context"] = _json(row["context"], f"the context of {row['sid']}")
         row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
         self.run.append(row)
 
@@ -237,13 +237,14 @@ def without_nul(row: dict[str, Any]) -> dict[str, Any]:
     """A nested row (dlt's normalizer path) with NUL characters removed from its JSON columns."""
     for holder, key in [(row, "context"), *((w, "outputs") for w in row.get("widgets", []))]:
         value = holder.get(key)
-        if value is not None and b"\\u0000" in _dumps_or_empty(value):
+        if value is None:
+            continue
+        try:
+            text = orjson.dumps(value)
+        except TypeError:  # too deep for dlt's writer too: store null, as the Arrow path does
+            logger.warning("the %s of %s is nested deeper than 254 levels: stored without its JSON", key, row["sid"])
+            holder[key] = None
+            continue
+        if b"\\u0000" in text:
             holder[key] = strip_nul(value)
     return row
-
-
-def _dumps_or_empty(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return b""

@@ -272,7 +272,15 @@ def flow_row(item: dict[str, Any]) -> dict[str, Any]:
         "friendly_name": item.get("friendly_name"),
         "status": item.get("status"),
         "version": item.get("version"),
-        "date_created": parse_time(item.get("date_created")),
-        "date_updated": parse_time(item.get("date_updated")),
+        "date_created": _time_or_none(item.get("date_created")),
+        "date_updated": _time_or_none(item.get("date_updated")),
         "url": item.get("url"),
     }
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    """A flow's dates are descriptive only: an unreadable one is stored as null, not a failed run."""
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
