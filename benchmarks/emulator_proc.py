@@ -1,0 +1,60 @@
+"""The Studio emulator in a process of its own, for the benchmark harness.
+
+    python -m benchmarks.emulator_proc --flows 10 --engagements 10000 [--context-padding N]
+                                       [--latency S] [--max-concurrency N] [--seed 7]
+
+Binds a free loopback port, prints one JSON line ``{"base_url": ..., "pid": ...}`` once it accepts
+connections, and serves until its stdin closes (so it never outlives the harness) or SIGTERM.
+``twilio-studio emulator`` would do too, but it takes a fixed port and has no ``context_padding``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from twilio_studio.emulator import Dataset, Emulator, Faults
+
+
+def build(args: argparse.Namespace) -> Emulator:
+    dataset = Dataset(
+        seed=args.seed,
+        flows=args.flows,
+        engagements_per_flow=args.engagements,
+        context_padding=args.context_padding,
+    )
+    faults = Faults(latency=args.latency, max_concurrency=args.max_concurrency, seed=args.seed)
+    return Emulator(dataset, faults=faults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--flows", type=int, required=True)
+    p.add_argument("--engagements", type=int, required=True, help="per flow")
+    p.add_argument("--context-padding", type=int, default=0, help="Dataset(context_padding=N)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to each API request")
+    p.add_argument("--max-concurrency", type=int, default=None, help="above this many in flight: 429")
+    args = p.parse_args(argv)
+
+    emulator = build(args).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def wait_stdin() -> None:
+        sys.stdin.read()  # EOF when the harness closes our stdin or dies
+        stop.set()
+
+    threading.Thread(target=wait_stdin, daemon=True).start()
+    print(json.dumps({"base_url": emulator.base_url, "pid": os.getpid()}), flush=True)
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,905 @@
+"""Benchmark harness: this source vs. a naive dlt ``rest_api`` source vs. a floor, against the emulator.
+
+    python -m benchmarks.run [--engagements 100000] [--big 400000] [--out BENCHMARKS.md] [--quick]
+
+Every case runs in a process of its own (``benchmarks.cases``); the emulator runs in another one
+(``benchmarks.emulator_proc``) so its CPU is not charged to the measured process. For each case the
+harness measures the process's wall time and peak RSS (``os.wait4``: ``ru_maxrss``, kB on Linux),
+checks the rows that reached DuckDB against the emulator's own count, then prints a table and, with
+``--out``, writes the results (machine, versions, command) into a Markdown file.
+
+Cases:
+  1a  full load, this source, defaults (``twilio_studio.cli.run_pipeline``: Parquet into DuckDB)
+  1b  full load, naive ``rest_api_source`` with dlt's defaults (``insert_values`` into DuckDB)
+  1b+ the same naive source with only ``loader_file_format="parquet"`` added (for orientation)
+  1c  floor: plain requests writing raw JSON pages, then DuckDB ``read_json``
+  1a4 1a at ``--big`` engagements (peak RSS must not grow with volume)
+  2a  latency-bound: 20 flows, 200 pages, 100 ms per request, ``context_mode="inline"``
+  2b  the same with the default ``context_mode`` (fetch_missing: ~5% extra context requests)
+  2c  the same as 2b with the emulator's concurrency cap below ours (it answers 429)
+  3   incremental: after 1a, the emulator's clock moves so ~1% of engagements change; 1a again
+  1a-s, 1b-s  only when 1b does not finish (memory guard, timeout): both at --baseline-fallback
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.expected import ChangeModel, ChangePlan, visible
+from twilio_studio.emulator.dataset import Dataset
+from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY
+
+REPO = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- benchmark-results:begin -->", "<!-- benchmark-results:end -->"
+# environment variables that would change what dlt or the source do: cases run with defaults
+SCRUBBED_ENV_PREFIXES = ("SOURCES__", "DESTINATION__", "NORMALIZE__", "LOAD__", "EXTRACT__", "DATA_WRITER__",
+                         "RUNTIME__", "TWILIO_STUDIO_")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- machine
+def machine() -> dict[str, Any]:
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    cpu = next((line.split(":", 1)[1].strip() for line in read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")  # fmt: skip
+    mem_kb = next((int(line.split()[1]) for line in read("/proc/meminfo").splitlines()
+                   if line.startswith("MemTotal:")), 0)  # fmt: skip
+    versions = {}
+    for package in ("dlt", "duckdb", "pyarrow", "requests", "orjson"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "-"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        commit = f"{commit}{' + uncommitted changes' if dirty else ''}" if commit else "-"
+    except (OSError, subprocess.SubprocessError):
+        commit = "-"
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "cpu_model": cpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": commit,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def default_max_rss_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) * 1024 / 1e9 / 2, 1)
+    except OSError:
+        pass
+    return 8.0
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
+    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # no phoning home from the measured processes
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used since boot (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wait4(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, int, bool]:
+    """Waits for ``proc`` with os.wait4: (exit code, peak RSS in kB, timed out)."""
+    code, rss, timed_out, _ = _wait4_usage(proc, timeout)
+    return code, rss, timed_out
+
+
+def _wait4_usage(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, int, bool, float]:
+    """Waits for ``proc`` with os.wait4: (exit code, peak RSS in kB, timed out, CPU seconds)."""
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # reaped here: keep Popen from waiting again
+    return code, int(usage.ru_maxrss), timed_out.is_set(), usage.ru_utime + usage.ru_stime
+
+
+def rss_kb(pid: int) -> int:
+    """Current resident set of a process in kB (Linux /proc; 0 when unknown or gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class MemoryWatch:
+    """Samples a process's RSS four times a second into a CSV timeline and kills the process when
+    it passes ``limit_kb``: one runaway case must not push the machine (and its other users) into
+    the OOM killer."""
+
+    def __init__(self, proc: subprocess.Popen[Any], limit_kb: int, timeline: Path, interval: float = 0.25) -> None:
+        self.proc, self.limit_kb, self.timeline, self.interval = proc, limit_kb, timeline, interval
+        self.killed_at_kb = 0
+        self.killed_after = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        started = time.perf_counter()
+        with self.timeline.open("w") as out:
+            out.write("epoch,seconds,rss_kb\n")
+            while not self._stop.is_set():
+                kb = rss_kb(self.proc.pid)
+                elapsed = time.perf_counter() - started
+                out.write(f"{time.time():.2f},{elapsed:.2f},{kb}\n")
+                if self.limit_kb and kb > self.limit_kb and not self.killed_at_kb:
+                    self.killed_at_kb, self.killed_after = kb, elapsed
+                    self.proc.kill()
+                self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def phase_peaks(casedir: Path) -> tuple[dict[str, int], str | None]:
+    """Peak RSS (kB) of each dlt step, from the RSS timeline and the phases the case recorded; and
+    the step the case was in last."""
+    try:
+        phases = [json.loads(line) for line in (casedir / "phases.jsonl").read_text().splitlines() if line]
+        samples = [line.split(",") for line in (casedir / "rss.csv").read_text().splitlines()[1:]]
+    except OSError:
+        return {}, None
+    peaks: dict[str, int] = {}
+    for epoch, _, kb in samples:
+        current = None
+        for p in phases:
+            if p["t"] <= float(epoch):
+                current = p["phase"]
+        if current is not None:
+            peaks[current] = max(peaks.get(current, 0), int(kb))
+    return peaks, (phases[-1]["phase"] if phases else None)
+
+
+# ---------------------------------------------------------------------------- emulator
+class EmulatorProcess:
+    """``benchmarks.emulator_proc`` in a child process: start, wait for its port, control, stop."""
+
+    def __init__(self, workdir: Path, name: str, *, flows: int, engagements: int, seed: int, padding: int,
+                 latency: float = 0.0, max_concurrency: int | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.flows, self.engagements_per_flow, self.seed, self.padding = flows, engagements, seed, padding
+        self.latency, self.max_concurrency = latency, max_concurrency
+        self.log = workdir / f"emulator-{name}.log"
+        self.dataset = Dataset(seed=seed, flows=flows, engagements_per_flow=engagements, context_padding=padding)
+        self.peak_rss_kb = 0
+        self.final_cpu_seconds = 0.0
+        cmd = [sys.executable, "-m", "benchmarks.emulator_proc", "--flows", str(flows), "--engagements",
+               str(engagements), "--seed", str(seed), "--context-padding", str(padding),
+               "--latency", str(latency)]  # fmt: skip
+        if max_concurrency is not None:
+            cmd += ["--max-concurrency", str(max_concurrency)]
+        self.command = cmd
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         cwd=workdir, env=child_env(), text=True)  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError(f"the emulator did not start; see {self.log}")
+        self.base_url = json.loads(line)["base_url"]
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.clock()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(self.base_url + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return dict(json.loads(r.read()))
+
+    def clock(self) -> datetime:
+        return datetime.fromisoformat(self._call("GET", "/_emulator/clock")["now"].replace("Z", "+00:00"))
+
+    def advance(self, seconds: float) -> datetime:
+        now = self._call("POST", f"/_emulator/clock?advance={seconds}")["now"]
+        return datetime.fromisoformat(now.replace("Z", "+00:00"))
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/_emulator/stats")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the emulator process has used so far (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def visible(self) -> int:
+        return visible(self.dataset, self.clock())
+
+    def stop(self) -> None:
+        if self.proc.returncode is not None:
+            return
+        self.final_cpu_seconds = self.cpu_seconds()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # the emulator serves until its stdin closes
+        _, self.peak_rss_kb, _ = _wait4(self.proc, 30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------- cases
+SCHEMAS = {"source": "twilio_studio", "rest_api": "rest_api_naive", "floor": "main"}  # DuckDB schema per kind
+
+
+@dataclass
+class Case:
+    id: str
+    title: str
+    kind: str  # source | rest_api | floor
+    scenario: str
+    wall_seconds: float = 0.0
+    peak_rss_kb: int = 0
+    exit_code: int | None = None
+    timed_out: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+    expected_rows: int | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    emulator: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    killed: str = ""  # the memory watch stopped it
+    cpu_seconds: float = 0.0  # user + system CPU of the case's process
+    others_cpu_seconds: float = 0.0  # CPU the rest of the machine used during the case
+    loadavg_before: float = 0.0
+    phase_peaks_kb: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and bool(self.checks) and all(self.checks.values())
+
+    @property
+    def rss_mb(self) -> float:
+        return self.peak_rss_kb * 1024 / 1e6
+
+    @property
+    def db_rows(self) -> int | None:
+        value = self.result.get("db", {}).get("engagements")
+        return None if value is None else int(value)
+
+    def step(self, name: str) -> float | None:
+        value = self.result.get("steps", {}).get(name)
+        return None if value is None else float(value)
+
+
+def run_case(
+    case: Case, cfg: dict[str, Any], emu: EmulatorProcess, workdir: Path, timeout: float, max_rss_kb: int
+) -> Case:
+    """Runs one case in its own process against ``emu``; fills wall time, peak RSS and the result."""
+    casedir = workdir / case.id
+    casedir.mkdir(parents=True, exist_ok=True)
+    config, result = casedir / "config.json", casedir / "result.json"
+    result.unlink(missing_ok=True)
+    cfg = {"base_url": emu.base_url, **cfg}
+    config.write_text(json.dumps(cfg, indent=2))
+    stats_before, cpu_before = emu.stats(), emu.cpu_seconds()
+    busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
+    case.loadavg_before = load_average()
+    print(f"[{case.id}] {case.title} ...", flush=True)
+    (casedir / "phases.jsonl").unlink(missing_ok=True)
+    with (casedir / "stdout.log").open("w") as out, (casedir / "stderr.log").open("w") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cases", case.kind, str(config), str(result)],
+                                stdout=out, stderr=err, cwd=casedir, env=child_env())  # fmt: skip
+        watch = MemoryWatch(proc, max_rss_kb, casedir / "rss.csv")
+        try:
+            case.exit_code, case.peak_rss_kb, case.timed_out, case.cpu_seconds = _wait4_usage(proc, timeout)
+        except BaseException:  # Ctrl-C or a harness error: never leave a case running
+            proc.kill()
+            raise
+        finally:
+            watch.stop()
+        case.wall_seconds = time.perf_counter() - started
+    case.phase_peaks_kb, last_phase = phase_peaks(casedir)
+    if watch.killed_at_kb:
+        case.killed = (f"killed at {watch.killed_at_kb * 1024 / 1e9:.1f} GB RSS (limit "
+                       f"{max_rss_kb * 1024 / 1e9:.1f} GB) after {watch.killed_after:.0f} s, "
+                       f"during dlt's {last_phase} step")  # fmt: skip
+    stats_after, cpu_after = emu.stats(), emu.cpu_seconds()
+    # CPU the rest of the machine used meanwhile (other users' work): contention, not this case
+    case.others_cpu_seconds = max(0.0, machine_busy_seconds() - busy_before - case.cpu_seconds
+                                  - (cpu_after - cpu_before) - (own_cpu_seconds() - own_before))  # fmt: skip
+    by_status = {
+        k: v - int(stats_before["by_status"].get(k, 0))
+        for k, v in ((k, int(v)) for k, v in stats_after["by_status"].items())
+        if v - int(stats_before["by_status"].get(k, 0))
+    }
+    case.emulator = {
+        "requests": int(stats_after["requests"]) - int(stats_before["requests"]),
+        "by_status": by_status,
+        "max_in_flight": stats_after["max_in_flight"],
+        "cpu_seconds": round(cpu_after - cpu_before, 2),
+    }
+    if result.exists():
+        case.result = json.loads(result.read_text())
+    if case.exit_code == 0 and cfg.get("duckdb") and Path(cfg["duckdb"]).exists():
+        try:
+            case.result["db"] = inspect_db(cfg["duckdb"], SCHEMAS[case.kind])
+        except Exception as e:  # reported as a failed verification, not a crash of the harness
+            case.error = f"could not read {cfg['duckdb']}: {e}"
+    if case.killed:
+        case.error = case.killed
+    elif case.exit_code != 0 or case.timed_out:
+        tail = (casedir / "stderr.log").read_text(errors="replace").strip().splitlines()[-5:]
+        case.error = ("timed out; " if case.timed_out else f"exit {case.exit_code}; ") + " | ".join(tail)[-300:]
+    if case.kind == "rest_api" and case.result.get("db"):
+        db = case.result["db"]
+        case.notes.append(f"dlt's default flattening made {db.get('tables')} tables; engagements has "
+                          f"{db.get('engagement_columns')} columns")  # fmt: skip
+    if case.kind != "floor" and case.phase_peaks_kb:
+        peaks = ", ".join(f"{k} {v * 1024 / 1e6:,.0f} MB" for k, v in case.phase_peaks_kb.items() if k != "other")
+        case.notes.append(f"peak RSS by dlt step: {peaks}; case CPU {case.cpu_seconds:.1f} s")
+    status = "ok" if case.exit_code == 0 else f"FAILED ({case.error})"
+    print(f"[{case.id}] {case.wall_seconds:.1f} s, peak RSS {case.rss_mb:.0f} MB: {status}", flush=True)
+    return case
+
+
+def inspect_db(path: str, schema: str) -> dict[str, Any]:
+    """What a case left in its DuckDB file, read here (read-only) rather than in the measured process."""
+    import duckdb
+
+    out: dict[str, Any] = {}
+    with duckdb.connect(path, read_only=True) as con:
+        catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_catalog = ?",
+            [schema, catalog]).fetchall() if not r[0].startswith("_dlt")]  # fmt: skip
+        for table in tables:
+            out[table] = int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0])  # type: ignore[index]
+        if "engagements" in tables:
+            e = f'"{schema}"."engagements"'
+            out["distinct_sid"] = int(con.execute(f"SELECT count(DISTINCT sid) FROM {e}").fetchone()[0])  # type: ignore[index]
+            columns = [r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_catalog = ? "
+                "AND table_name = 'engagements'", [schema, catalog]).fetchall()]  # fmt: skip
+            out["engagement_columns"] = len(columns)
+            if "context" in columns:  # the naive source flattens context into columns instead
+                out["empty_context"] = int(con.execute(
+                    f"SELECT count(*) FROM {e} WHERE context IS NULL OR context::VARCHAR = '{{}}'").fetchone()[0])  # type: ignore[index]  # fmt: skip
+        out["tables"] = len(tables)
+    return out
+
+
+def check_rows(case: Case, expected: int) -> None:
+    case.expected_rows = expected
+    db = case.result.get("db", {})
+    case.checks["rows"] = db.get("engagements") == expected
+    case.checks["distinct sids"] = db.get("distinct_sid") == expected
+
+
+# ---------------------------------------------------------------------------- the run
+@dataclass
+class Sizes:
+    flows: int
+    engagements: int  # in all, case 1 and 3
+    big: int  # in all, case 1a at volume; 0 skips it
+    page_size: int
+    latency_flows: int
+    latency_pages: int
+    latency_page_size: int
+    latency: float
+    throttle_cap: int
+    change_share: float
+
+    @property
+    def per_flow(self) -> int:
+        return self.engagements // self.flows
+
+    @property
+    def latency_per_flow(self) -> int:
+        return self.latency_pages // self.latency_flows * self.latency_page_size
+
+
+def sizes_of(args: argparse.Namespace) -> Sizes:
+    if args.quick:
+        return Sizes(flows=4, engagements=600, big=2400, page_size=100, latency_flows=4, latency_pages=8,
+                     latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share)  # fmt: skip
+    return Sizes(args.flows, args.engagements, args.big, args.page_size, args.latency_flows, args.latency_pages,
+                 args.latency_page_size, args.latency, args.throttle_cap, args.change_share)  # fmt: skip
+
+
+def source_cfg(workdir: Path, name: str, **options: Any) -> dict[str, Any]:
+    return {
+        "pipeline_name": name,
+        "pipelines_dir": str(workdir / "pipelines"),
+        "duckdb": str(workdir / f"{name}.duckdb"),
+        "source_options": options,
+    }
+
+
+def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    s = sizes_of(args)
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(case_id: str) -> bool:
+        return only is None or case_id in only
+
+    cases: list[Case] = []
+    plan: ChangePlan | None = None
+    emulators: list[dict[str, Any]] = []
+    t = args.case_timeout
+    limit = int(args.max_rss_gb * 1e9 / 1024)  # kB
+
+    def emulator_info(emu: EmulatorProcess) -> dict[str, Any]:
+        return {"name": emu.name, "flows": emu.flows, "engagements_per_flow": emu.engagements_per_flow,
+                "latency": emu.latency, "max_concurrency": emu.max_concurrency, "padding": emu.padding,
+                "peak_rss_kb": emu.peak_rss_kb, "cpu_seconds": round(emu.final_cpu_seconds, 1)}  # fmt: skip
+
+    # ---- 1 and 3: full loads of the same data, then the incremental run
+    if any(wanted(c) for c in ("1a", "1b", "1b+", "1c", "3")):
+        with EmulatorProcess(workdir, "full", flows=s.flows, engagements=s.per_flow, seed=args.seed,
+                             padding=args.context_padding) as emu:  # fmt: skip
+            total = emu.visible()
+            full = source_cfg(workdir, "studio_full")
+            if wanted("1a") or wanted("3"):
+                c = run_case(Case("1a", "full load: this source, defaults", "source", "full"), full, emu,
+                             workdir, t, limit)  # fmt: skip
+                check_rows(c, total)
+                c.checks["rows written"] = c.result.get("written", {}).get("engagements") == total
+                c.checks["contexts filled"] = c.result.get("db", {}).get("empty_context") == 0
+                rows = ", ".join(f"{k} {v:,}" for k, v in sorted(c.result.get("written", {}).items()))
+                c.notes.append(f"{c.emulator.get('requests'):,} API requests (list pages, plus one Context request "
+                               f"per engagement listed with context {{}}: 1 in 20); rows written: {rows}")  # fmt: skip
+                cases.append(c)
+            if wanted("1b"):
+                cfg = {"pipeline_name": "naive", "pipelines_dir": str(workdir / "pipelines"),
+                       "duckdb": str(workdir / "naive.duckdb"), "page_size": s.page_size}  # fmt: skip
+                c = run_case(Case("1b", "full load: naive rest_api_source, dlt defaults", "rest_api", "full"),
+                             cfg, emu, workdir, t, limit)  # fmt: skip
+                check_rows(c, total)
+                cases.append(c)
+            if wanted("1b+") and not args.no_parquet_baseline:
+                cfg = {"pipeline_name": "naive_parquet", "pipelines_dir": str(workdir / "pipelines"),
+                       "duckdb": str(workdir / "naive_parquet.duckdb"), "page_size": s.page_size,
+                       "loader_file_format": "parquet"}  # fmt: skip
+                c = run_case(Case("1b+", "naive rest_api_source + parquet loader files (info)", "rest_api",
+                                  "full"), cfg, emu, workdir, t, limit)  # fmt: skip
+                check_rows(c, total)
+                cases.append(c)
+            if wanted("1c"):
+                cfg = {"duckdb": str(workdir / "floor.duckdb"), "pages_dir": str(workdir / "floor-pages"),
+                       "page_size": s.page_size}  # fmt: skip
+                shutil.rmtree(workdir / "floor-pages", ignore_errors=True)
+                c = run_case(Case("1c", "floor: requests + raw JSON + DuckDB read_json", "floor", "full"),
+                             cfg, emu, workdir, t, limit)  # fmt: skip
+                check_rows(c, total)
+                cases.append(c)
+                if not args.keep_files:
+                    shutil.rmtree(workdir / "floor-pages", ignore_errors=True)
+            if wanted("3"):
+                print(f"[3] computing the clock advance that changes {s.change_share:.0%} of {total} engagements",
+                      flush=True)  # fmt: skip
+                plan = ChangeModel(emu.dataset, emu.clock()).advance_for(s.change_share)
+                emu.advance(plan.advance_seconds)
+                c = run_case(Case("3", f"incremental: +{plan.advance_seconds} s on the clock, this source", "source",
+                                  "full"), full, emu, workdir, t, limit)  # fmt: skip
+                c.expected_rows = plan.changed
+                written = c.result.get("written", {}).get("engagements")
+                c.checks["only changed rows written"] = written == plan.changed
+                c.checks["rows"] = c.result.get("db", {}).get("engagements") == plan.visible_after
+                c.checks["distinct sids"] = c.result.get("db", {}).get("distinct_sid") == plan.visible_after
+                cases.append(c)
+        emulators.append(emulator_info(emu))
+
+    # ---- 1b did not finish (memory guard or timeout): 1a and 1b again at a size 1b can finish
+    naive = next((c for c in cases if c.id == "1b"), None)
+    fallback = min(args.baseline_fallback, s.engagements)
+    if naive is not None and not naive.ok and fallback and fallback < s.engagements:
+        n = fallback // s.flows
+        with EmulatorProcess(workdir, "scaled", flows=s.flows, engagements=n, seed=args.seed,
+                             padding=args.context_padding) as emu:  # fmt: skip
+            total = emu.visible()
+            c = run_case(Case("1a-s", f"1a at {total:,} engagements (1b did not finish)", "source", "scaled"),
+                         source_cfg(workdir, "studio_scaled"), emu, workdir, t, limit)  # fmt: skip
+            check_rows(c, total)
+            cases.append(c)
+            cfg = {"pipeline_name": "naive_scaled", "pipelines_dir": str(workdir / "pipelines"),
+                   "duckdb": str(workdir / "naive_scaled.duckdb"), "page_size": s.page_size}  # fmt: skip
+            c = run_case(Case("1b-s", f"1b at {total:,} engagements", "rest_api", "scaled"), cfg, emu, workdir,
+                         t, limit)  # fmt: skip
+            check_rows(c, total)
+            cases.append(c)
+        emulators.append(emulator_info(emu))
+
+    # ---- 1a at volume: peak RSS must not grow with the number of engagements
+    if s.big and wanted("1a4"):
+        with EmulatorProcess(workdir, "big", flows=s.flows, engagements=s.big // s.flows, seed=args.seed,
+                             padding=args.context_padding) as emu:  # fmt: skip
+            total = emu.visible()
+            c = run_case(Case("1a4", f"full load: this source, defaults, {total:,} engagements", "source", "big"),
+                         source_cfg(workdir, "studio_big"), emu, workdir, t, limit)  # fmt: skip
+            check_rows(c, total)
+            cases.append(c)
+        emulators.append(emulator_info(emu))
+
+    # ---- 2: latency-bound walks, then a concurrency cap below ours
+    latency_cases = [("2a", "latency-bound: this source, context_mode=inline", {"context_mode": "inline"}),
+                     ("2b", "latency-bound: this source, defaults (fetch_missing)", {})]  # fmt: skip
+    if any(wanted(c) for c, _, _ in latency_cases):
+        with EmulatorProcess(workdir, "latency", flows=s.latency_flows, engagements=s.latency_per_flow,
+                             seed=args.seed, padding=args.context_padding, latency=s.latency) as emu:  # fmt: skip
+            total = emu.visible()
+            for case_id, title, options in latency_cases:
+                if wanted(case_id):
+                    cfg = source_cfg(workdir, f"studio_{case_id}", page_size=s.latency_page_size, **options)
+                    c = run_case(Case(case_id, title, "source", "latency"), cfg, emu, workdir, t, limit)
+                    check_rows(c, total)
+                    cases.append(c)
+        emulators.append(emulator_info(emu))
+    if wanted("2c"):
+        with EmulatorProcess(workdir, "throttled", flows=s.latency_flows, engagements=s.latency_per_flow,
+                             seed=args.seed, padding=args.context_padding, latency=s.latency,
+                             max_concurrency=s.throttle_cap) as emu:  # fmt: skip
+            total = emu.visible()
+            cfg = source_cfg(workdir, "studio_2c", page_size=s.latency_page_size)
+            c = run_case(Case("2c", f"latency-bound, emulator cap {s.throttle_cap} < ours "
+                              f"{DEFAULT_MAX_CONCURRENCY} (429s), defaults", "source", "latency"),
+                         cfg, emu, workdir, t, limit)  # fmt: skip
+            check_rows(c, total)
+            cases.append(c)
+        emulators.append(emulator_info(emu))
+
+    return {"sizes": asdict(s), "cases": cases, "plan": plan, "emulators": emulators}
+
+
+# ---------------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+
+def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
+    by_id: dict[str, Case] = {c.id: c for c in run["cases"]}
+    out: list[Target] = []
+    a, b, floor, big = by_id.get("1a"), by_id.get("1b"), by_id.get("1c"), by_id.get("1a4")
+
+    def ratio(x: float, y: float) -> float:
+        return x / y if y else float("inf")
+
+    if a and floor and a.ok and floor.ok:
+        r = ratio(a.wall_seconds, floor.wall_seconds)
+        out.append(Target("1: (a) wall vs floor (c)", "<= 2.5x",
+                          f"{r:.2f}x ({a.wall_seconds:.1f} s / {floor.wall_seconds:.1f} s)", r <= 2.5))  # fmt: skip
+    if a and b and a.ok and b.ok:
+        r = ratio(b.wall_seconds, a.wall_seconds)
+        out.append(Target("1: naive (b) wall vs (a)", ">= 5x",
+                          f"{r:.2f}x ({b.wall_seconds:.1f} s / {a.wall_seconds:.1f} s)", r >= 5))  # fmt: skip
+    elif a and b and a.ok:
+        a_s, b_s = by_id.get("1a-s"), by_id.get("1b-s")
+        scaled = ""
+        passed: bool | None = None
+        if a_s and b_s and a_s.ok and b_s.ok:
+            r = ratio(b_s.wall_seconds, a_s.wall_seconds)
+            scaled = (f"; at {a_s.expected_rows:,} engagements {r:.2f}x ({b_s.wall_seconds:.1f} s / "
+                      f"{a_s.wall_seconds:.1f} s, peak RSS {b_s.rss_mb:,.0f} MB / {a_s.rss_mb:,.0f} MB)")  # fmt: skip
+            passed = r >= 5
+        out.append(Target("1: naive (b) wall vs (a)", ">= 5x",
+                          f"(b) did not finish at {a.expected_rows:,}: {b.error or 'failed'}{scaled}",
+                          passed))  # fmt: skip
+    if a and a.ok:
+        out.append(Target(f"1: (a) peak RSS at {a.expected_rows:,}", "<= 600 MB", f"{a.rss_mb:.0f} MB",
+                          a.rss_mb <= 600))  # fmt: skip
+    if a and big and a.ok and big.ok:
+        r = ratio(big.peak_rss_kb, a.peak_rss_kb)
+        out.append(Target(f"1: (a) peak RSS at {big.expected_rows:,} vs {a.expected_rows:,}", "<= 1.5x",
+                          f"{r:.2f}x ({big.rss_mb:.0f} MB / {a.rss_mb:.0f} MB)", r <= 1.5))  # fmt: skip
+    for case_id in ("2a", "2b"):
+        c = by_id.get(case_id)
+        if c and c.ok and s.latency > 0:
+            requests = int(c.emulator.get("by_status", {}).get("200", 0))
+            ideal = requests / DEFAULT_MAX_CONCURRENCY * s.latency
+            extract = c.step("extract") or c.wall_seconds
+            r = ratio(extract, ideal)
+            c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {s.latency} s")
+            out.append(Target(f"2: {case_id} extract wall vs ideal", "<= 1.5x",
+                              f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)",
+                              r <= 1.5))  # fmt: skip
+    c = by_id.get("2c")
+    if c:
+        throttled = int(c.emulator.get("by_status", {}).get("429", 0))
+        out.append(Target("2: cap below ours (429s): every row", "all rows",
+                          f"{c.db_rows} of {c.expected_rows} rows, {throttled} answers 429, "
+                          f"{c.wall_seconds:.1f} s", c.ok))  # fmt: skip
+    inc, plan = by_id.get("3"), run.get("plan")
+    if inc and plan is not None:
+        written = inc.result.get("written", {}).get("engagements")
+        full_time = f", {ratio(inc.wall_seconds, a.wall_seconds):.0%} of the full load's time" if a else ""
+        out.append(Target("3: incremental writes only changed rows", "= changed",
+                          f"{written} written, {plan.changed} changed ({plan.new} new + {plan.updated} updated)"
+                          f"{full_time}", inc.ok))  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------- output
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def case_rows(cases: list[Case]) -> list[list[str]]:
+    rows = []
+    for c in cases:
+        steps = c.result.get("steps", {})
+        split = (
+            "/".join(fmt(steps.get(k)) for k in ("extract", "normalize", "load"))
+            if c.kind != "floor"
+            else (f"fetch {fmt(steps.get('fetch'))} / read_json {fmt(steps.get('read_json'))}")
+        )
+        rows.append([
+            c.id, c.title, fmt(c.wall_seconds), fmt(c.result.get("run_seconds")), split, f"{c.rss_mb:.0f}",
+            f"{c.db_rows if c.db_rows is not None else '-'} / {c.expected_rows}"
+            if c.id != "3" else f"{c.result.get('written', {}).get('engagements', '-')} / {c.expected_rows} written",
+            "yes" if c.ok else ("did not finish: " + c.killed) if c.killed
+            else ("NO: " + (c.error[:80] or ", ".join(k for k, v in c.checks.items() if not v))),
+        ])  # fmt: skip
+    return rows
+
+
+CASE_HEADER = ["case", "what", "wall s", "run s", "extract/normalize/load s", "peak RSS MB", "engagements",
+               "verified"]  # fmt: skip
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(esc(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def target_rows(ts: list[Target]) -> list[list[str]]:
+    return [[t.name, t.goal, t.measured, "n/a" if t.passed is None else "PASS" if t.passed else "FAIL"] for t in ts]
+
+
+def emulator_rows(run: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for c in run["cases"]:
+        e = c.emulator
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(e.get("by_status", {}).items()))
+        rows.append([c.id, str(e.get("requests", "-")), statuses, str(e.get("max_in_flight", "-")),
+                     fmt(e.get("cpu_seconds")), f"{100 * e.get('cpu_seconds', 0) / c.wall_seconds:.0f}%"
+                     if c.wall_seconds else "-", fmt(c.cpu_seconds), fmt(c.others_cpu_seconds),
+                     fmt(c.loadavg_before, 2)])  # fmt: skip
+    return rows
+
+
+EMULATOR_HEADER = ["case", "API requests", "by status", "max in flight (so far)", "emulator CPU s",
+                   "emulator CPU / wall", "case CPU s", "others' CPU s", "load before"]  # fmt: skip
+
+
+def throughput(run: dict[str, Any]) -> str:
+    floor = next((c for c in run["cases"] if c.id == "1c" and c.ok), None)
+    if floor is None:
+        return ""
+    fetch = floor.result["steps"]["fetch"]
+    mb = floor.result.get("bytes", 0) / 1e6
+    return (f"Emulator throughput (the floor's sequential walk, one connection): {floor.db_rows / fetch:,.0f} "
+            f"engagements/s, {mb / fetch:.1f} MB/s of JSON ({floor.result.get('pages')} pages, {mb:.0f} MB, "
+            f"{fetch:.1f} s; {floor.emulator.get('cpu_seconds', 0):.1f} s of emulator CPU).")  # fmt: skip
+
+
+def report(run: dict[str, Any], m: dict[str, Any], command: str, s: Sizes, ts: list[Target], markdown: bool) -> str:
+    table = md_table if markdown else text_table
+    v = m["versions"]
+    avg = run.get("context_bytes")
+    lines = [
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['os']}",
+        f"Versions: Python {m['python']}, dlt {v['dlt']}, duckdb {v['duckdb']}, pyarrow {v['pyarrow']}, "
+        f"requests {v['requests']}, orjson {v['orjson']}; commit {m['commit']}; {m['date']}",
+        f"Command: `{command}`" if markdown else f"Command: {command}",
+        f"Sizes: case 1/3 {s.flows} flows x {s.per_flow:,} engagements, PageSize {s.page_size}"
+        + (f", average engagement {avg['engagement']:,} B, context {avg['context']:,} B" if avg else "")
+        + f"; case 2 {s.latency_flows} flows x {s.latency_per_flow:,} engagements, PageSize {s.latency_page_size}, "
+        f"{s.latency * 1000:.0f} ms per request, our max_concurrency {DEFAULT_MAX_CONCURRENCY}, "
+        f"emulator cap in 2c {s.throttle_cap}.",
+    ]
+    if markdown:
+        lines = [f"- {x}" for x in lines]
+    out = "\n".join(lines) + "\n\n"
+    out += ("### Cases\n\n" if markdown else "") + table(CASE_HEADER, case_rows(run["cases"])) + "\n\n"
+    out += ("### Targets\n\n" if markdown else "Targets\n") + table(["target", "goal", "measured", ""],
+                                                                  target_rows(ts)) + "\n\n"  # fmt: skip
+    out += ("### Emulator and machine\n\n" if markdown else "Emulator (separate process) and machine\n") + table(
+        EMULATOR_HEADER, emulator_rows(run)) + "\n"  # fmt: skip
+    tp = throughput(run)
+    if tp:
+        out += "\n" + tp + "\n"
+    for c in run["cases"]:
+        for note in c.notes:
+            out += ("\n- " if markdown else "\n") + f"{c.id}: {note}"
+    return out.rstrip() + "\n"
+
+
+def write_markdown(path: Path, body: str) -> None:
+    block = f"{BEGIN}\n{body}{END}"
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            path.write_text(head + block + tail)
+            return
+    path.write_text("# Benchmarks\n\nWritten by `python -m benchmarks.run` (see benchmarks/run.py).\n\n" + block + "\n")
+
+
+def context_bytes(s: Sizes, seed: int, padding: int) -> dict[str, int]:
+    """Average size of a list item and of its context, as the emulator renders them (a sample)."""
+    import orjson
+
+    from twilio_studio.emulator.api import Credentials, StudioApi
+
+    ds = Dataset(seed=seed, flows=s.flows, engagements_per_flow=s.per_flow, context_padding=padding)
+    api = StudioApi(ds, Credentials(), lambda: ds.start)
+    items = []
+    for flow in ds.flows:
+        body = orjson.loads(api.handle("http://127.0.0.1", f"/v1/Flows/{flow.sid}/Engagements",
+                                       "PageSize=200").body)["engagements"]  # fmt: skip
+        items.extend(e for e in body if e["context"])
+    n = max(1, len(items))
+    return {"engagement": sum(len(orjson.dumps(e)) for e in items) // n,
+            "context": sum(len(orjson.dumps(e["context"])) for e in items) // n}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:]))  # fmt: skip
+    p.add_argument("--engagements", type=int, default=100_000, help="case 1 and 3, in all (default 100000)")
+    p.add_argument("--big", type=int, default=400_000, help="case 1a at this volume for the RSS check; 0 skips it")
+    p.add_argument("--flows", type=int, default=10, help="flows for case 1 and 3 (default 10)")
+    p.add_argument("--page-size", type=int, default=1000, help="case 1 and 3 PageSize (default 1000)")
+    p.add_argument("--context-padding", type=int, default=0,
+                   help="Dataset(context_padding=N): N extra array rows in each context (default 0)")  # fmt: skip
+    p.add_argument("--latency-flows", type=int, default=20)
+    p.add_argument("--latency-pages", type=int, default=200, help="case 2 pages in all")
+    p.add_argument("--latency-page-size", type=int, default=100)
+    p.add_argument("--latency", type=float, default=0.1, help="case 2 seconds per request (default 0.1)")
+    p.add_argument("--throttle-cap", type=int, default=4, help="case 2c emulator concurrency cap (default 4)")
+    p.add_argument("--change-share", type=float, default=0.01, help="case 3 share of engagements that change")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for the smoke test)")
+    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2b,2c,3")
+    p.add_argument("--no-parquet-baseline", action="store_true", help="skip case 1b+")
+    p.add_argument("--baseline-fallback", type=int, default=20_000,
+                   help="when 1b does not finish, run 1a and 1b again at this many engagements (0: never)")  # fmt: skip
+    p.add_argument("--workdir", default=str(REPO / "bench-results"), help="DuckDB files, logs (default bench-results/)")
+    p.add_argument("--out", default=None, help="write the results into this Markdown file (e.g. BENCHMARKS.md)")
+    p.add_argument("--json", default=None, help="write the raw results as JSON here")
+    p.add_argument("--case-timeout", type=float, default=1800.0, help="seconds before a case is killed (1800)")
+    p.add_argument("--max-rss-gb", type=float, default=default_max_rss_gb(),
+                   help="kill a case whose RSS passes this (default: half the machine's memory)")  # fmt: skip
+    p.add_argument("--keep-files", action="store_true", help="keep the floor's raw JSON pages")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target fails, not only when a case does")
+    args = p.parse_args(argv)
+
+    workdir = Path(args.workdir).resolve()
+    for stale in ("pipelines", "floor-pages", "studio_full.duckdb", "studio_big.duckdb", "naive.duckdb",
+                  "naive_parquet.duckdb", "floor.duckdb", "studio_2a.duckdb", "studio_2b.duckdb",
+                  "studio_2c.duckdb", "studio_scaled.duckdb", "naive_scaled.duckdb"):  # fmt: skip
+        target = workdir / stale
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
+    m = machine()
+    s = sizes_of(args)
+    started = time.perf_counter()
+    run = run_all(args, workdir)
+    run["context_bytes"] = context_bytes(s, args.seed, args.context_padding)
+    ts = targets(run, s)
+    print()
+    print(report(run, m, command, s, ts, markdown=False))
+    print(f"(harness total {time.perf_counter() - started:.0f} s; logs and DuckDB files in {workdir})")
+    if args.out:
+        write_markdown(Path(args.out), report(run, m, command, s, ts, markdown=True))
+        print(f"results written into {args.out}")
+    if args.json:
+        plan = run["plan"]
+        Path(args.json).write_text(json.dumps({
+            "machine": m, "command": command, "sizes": run["sizes"], "context_bytes": run["context_bytes"],
+            "plan": None if plan is None else {**asdict(plan), "changed": plan.changed},
+            "cases": [{**asdict(c), "ok": c.ok, "rss_mb": c.rss_mb} for c in run["cases"]],
+            "targets": [asdict(t) for t in ts], "emulators": run["emulators"],
+        }, indent=2, default=str))  # fmt: skip
+    # a case the memory guard stopped is a result (reported as not finished), not a broken harness
+    failed_cases = [c.id for c in run["cases"] if not c.ok and not c.killed]
+    if failed_cases:
+        print(f"cases that failed or did not verify: {', '.join(failed_cases)}", file=sys.stderr)
+        return 1
+    if args.strict and not all(t.passed for t in ts):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
