@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import dlt
@@ -16,6 +15,7 @@ import duckdb
 import pytest
 
 from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.source.scripted import LoopbackServer
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_parent_id", "_dlt_root_id", "_dlt_load_id")
 PARENT_OF = {
@@ -43,7 +43,7 @@ class Seen:
     authorization: str | None
 
 
-class DynamicStudio:
+class DynamicStudio(LoopbackServer):
     """A real HTTP server on loopback whose every answer is ``respond(path_and_query)``."""
 
     def __init__(self, respond: Callable[[str], Answer]) -> None:
@@ -83,22 +83,7 @@ class DynamicStudio:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> DynamicStudio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.start_serving(Handler)
 
 
 def routes(table: dict[str, Answer]) -> Callable[[str], Answer]:

@@ -5,10 +5,34 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+Server = TypeVar("Server", bound="LoopbackServer")
 
 
-class ScriptedStudio:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for the life of a ``with`` block."""
+
+    def start_serving(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self: Server) -> Server:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ScriptedStudio(LoopbackServer):
     """Serves ``routes[path_and_query] = (status, body)``; ``{base}`` in bodies is its own URL."""
 
     def __init__(self) -> None:
@@ -32,22 +56,7 @@ class ScriptedStudio:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ScriptedStudio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.start_serving(Handler)
 
 
 def page(key: str, records: list[dict[str, Any]], next_url: str | None, url: str = "{base}/x") -> dict[str, Any]:
