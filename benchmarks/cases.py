@@ -78,6 +78,8 @@ def run_source(cfg: dict[str, Any]) -> dict[str, Any]:
     imported = time.perf_counter()
     options = dict(cfg.get("source_options") or {})  # only what a case overrides; defaults otherwise
     source = twilio_studio_source(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, base_url=cfg["base_url"], **options)
+    if cfg.get("resources"):
+        source = source.with_resources(*cfg["resources"])
     pipeline = dlt.pipeline(
         pipeline_name=cfg["pipeline_name"],
         pipelines_dir=cfg["pipelines_dir"],

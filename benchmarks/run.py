@@ -18,6 +18,8 @@ Cases:
   2b  the same with the default ``context_mode`` (fetch_missing: ~5% extra context requests)
   2c  the same as 2b with the emulator's concurrency cap below ours (it answers 429)
   3   incremental: after 1a, the emulator's clock moves so ~1% of engagements change; 1a again
+  4a  steps: engagements + engagement_steps for 2,000 new (changed) parents, 50 ms per request
+  4b  4a again with nothing changed: no step request may be sent
   1a-s, 1b-s  only when 1b does not finish (memory guard, timeout): both at --baseline-fallback
 """
 
@@ -42,7 +44,7 @@ from typing import Any
 
 from benchmarks.expected import ChangeModel, ChangePlan, visible
 from twilio_studio.emulator.dataset import Dataset
-from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY
+from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- benchmark-results:begin -->", "<!-- benchmark-results:end -->"
@@ -461,6 +463,8 @@ class Sizes:
     latency: float
     throttle_cap: int
     change_share: float
+    steps_parents: int = 2000  # case 4: engagements whose steps are read
+    steps_latency: float = 0.05
 
     @property
     def per_flow(self) -> int:
@@ -474,7 +478,8 @@ class Sizes:
 def sizes_of(args: argparse.Namespace) -> Sizes:
     if args.quick:
         return Sizes(flows=4, engagements=600, big=2400, page_size=100, latency_flows=4, latency_pages=8,
-                     latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share)  # fmt: skip
+                     latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share,
+                     steps_parents=40, steps_latency=0.01)  # fmt: skip
     return Sizes(args.flows, args.engagements, args.big, args.page_size, args.latency_flows, args.latency_pages,
                  args.latency_page_size, args.latency, args.throttle_cap, args.change_share)  # fmt: skip
 
@@ -620,6 +625,20 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             cases.append(c)
         emulators.append(emulator_info(emu))
 
+    # ---- 4: steps of changed parents, latency-bound; then a rerun with nothing changed
+    if wanted("4a") or wanted("4b"):
+        with EmulatorProcess(workdir, "steps", flows=2, engagements=s.steps_parents // 2, seed=args.seed,
+                             padding=args.context_padding, latency=s.steps_latency) as emu:  # fmt: skip
+            total = emu.visible()
+            cfg = source_cfg(workdir, "studio_steps")
+            cfg["resources"] = ["flows", "engagements", "engagement_steps"]
+            for case_id, title in (("4a", f"steps of {total:,} new parents, {s.steps_latency * 1000:.0f} ms latency"),
+                                   ("4b", "4a again, nothing changed: no step requests")):  # fmt: skip
+                c = run_case(Case(case_id, title, "source", "steps"), cfg, emu, workdir, t, limit)
+                check_rows(c, total)
+                cases.append(c)
+        emulators.append(emulator_info(emu))
+
     return {"sizes": asdict(s), "cases": cases, "plan": plan, "emulators": emulators}
 
 
@@ -684,6 +703,24 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
         out.append(Target("2: cap below ours (429s): every row", "all rows",
                           f"{c.db_rows} of {c.expected_rows} rows, {throttled} answers 429, "
                           f"{c.wall_seconds:.1f} s", c.ok))  # fmt: skip
+    c = by_id.get("4a")
+    if c and c.ok and s.steps_latency > 0:
+        requests = int(c.emulator.get("by_status", {}).get("200", 0))
+        ideal = requests / DEFAULT_MAX_CONCURRENCY * s.steps_latency
+        extract = c.step("extract") or c.wall_seconds
+        r = ratio(extract, ideal)
+        c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {s.steps_latency} s")
+        measured = f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
+        out.append(Target("4: 4a steps extract wall vs ideal", "<= 1.5x", measured, r <= 1.5))
+    c = by_id.get("4b")
+    if c:
+        requests = int(c.emulator.get("by_status", {}).get("200", 0))
+        written = c.result.get("written", {})
+        lists = 1 + 2 * -(-(s.steps_parents // 2) // DEFAULT_PAGE_SIZE)  # flows list + each flow's pages
+        out.append(Target("4: rerun with nothing changed sends no step request", "0 step requests",
+                          f"{requests} requests (the {lists} list pages), steps rows written: "
+                          f"{written.get('engagement_steps', 0)}",
+                          c.ok and requests == lists and not written.get("engagement_steps")))  # fmt: skip
     inc, plan = by_id.get("3"), run.get("plan")
     if inc and plan is not None:
         written = inc.result.get("written", {}).get("engagements")
@@ -846,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--change-share", type=float, default=0.01, help="case 3 share of engagements that change")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for the smoke test)")
-    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2b,2c,3")
+    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2b,2c,3,4a,4b")
     p.add_argument("--no-parquet-baseline", action="store_true", help="skip case 1b+")
     p.add_argument("--baseline-fallback", type=int, default=20_000,
                    help="when 1b does not finish, run 1a and 1b again at this many engagements (0: never)")  # fmt: skip
