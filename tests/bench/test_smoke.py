@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2b", "2c", "3"}
+CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2b", "2c", "3", "4a", "4b"}
 
 
 def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
@@ -36,7 +36,9 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     assert cases["3"]["result"]["written"]["engagements"] == data["plan"]["changed"] > 0
     # the throttled run met the emulator's cap and still loaded every row
     assert cases["2c"]["result"]["db"]["engagements"] == cases["2c"]["expected_rows"]
-    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3"}
+    # the steps rerun with nothing changed asked for the list pages only
+    assert cases["4b"]["emulator"]["by_status"] == {"200": 3}
+    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4"}
 
     table = proc.stdout
     for case_id in CASES:
