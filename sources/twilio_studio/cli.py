@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,33 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
         kwargs["loader_file_format"] = file_format
     if refresh:
         kwargs["refresh"] = "drop_sources"
-    pipeline.run(source, **kwargs)
+    with bounded_duckdb(pipeline.destination.destination_name):
+        pipeline.run(source, **kwargs)
     counts = pipeline.last_trace.last_normalize_info.row_counts
     rows = stored_counts({k: v for k, v in counts.items() if not k.startswith("_dlt")}, pipeline.default_schema.tables)
     written = rows.get("engagements", 0)
     after = _engagement_count(pipeline)
     new = max(0, after - before)
     return RunSummary(time.monotonic() - started, rows, new=new, updated=max(0, written - new))
+
+
+# DuckDB's default memory limit is 80% of RAM, and a merge of 100,000 engagements' child tables took
+# gigabytes (BENCHMARKS.md); DuckDB spills to disk past its limit instead.
+DUCKDB_MEMORY_LIMIT = "400MB"
+DUCKDB_CONFIG_VAR = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+
+
+@contextlib.contextmanager
+def bounded_duckdb(destination_name: str) -> Iterator[None]:
+    """For the duration of a run, caps DuckDB's memory unless the user configured DuckDB settings."""
+    if destination_name != "duckdb" or DUCKDB_CONFIG_VAR in os.environ:
+        yield
+        return
+    os.environ[DUCKDB_CONFIG_VAR] = json.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT})
+    try:
+        yield
+    finally:
+        os.environ.pop(DUCKDB_CONFIG_VAR, None)
 
 
 def explain(error: BaseException) -> str:
