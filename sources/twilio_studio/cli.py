@@ -94,7 +94,7 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
 
 # DuckDB's default memory limit is 80% of RAM, and a merge of 100,000 engagements' child tables took
 # gigabytes (BENCHMARKS.md); DuckDB spills to disk past its limit instead.
-DUCKDB_MEMORY_LIMIT = "400MB"
+DUCKDB_MEMORY_LIMIT = "1GB"
 DUCKDB_CONFIG_VAR = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
 
