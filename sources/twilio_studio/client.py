@@ -170,9 +170,6 @@ class StudioClient:
         self.limit = AdaptiveLimit(max_concurrency)
         self._local = threading.local()
         self._max_connections = max_concurrency
-        self.requests_sent = 0
-        self.retries = 0
-        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     def _session(self) -> requests.Session:
@@ -219,8 +216,6 @@ class StudioClient:
             response: requests.Response | None = None
             self.limit.acquire()
             try:
-                with self._count_lock:
-                    self.requests_sent += 1
                 # no redirects: a 3xx is an answer (see _fatal), so no request leaves base_url's host
                 response = self._session().get(url, timeout=policy.timeout, stream=True, allow_redirects=False)
                 content = self._read(response, policy.timeout)
@@ -253,8 +248,6 @@ class StudioClient:
                     raise self._fatal(response, content, path, what)
             if attempt < policy.max_attempts:
                 wait = policy.delay(attempt, retry_after)
-                with self._count_lock:
-                    self.retries += 1
                 logger.warning(
                     "%s: GET %s failed with %s; retry %d of %d in %.1f s",
                     what, path, reason, attempt, policy.max_attempts - 1, wait,

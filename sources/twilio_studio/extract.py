@@ -294,8 +294,6 @@ class StepFetcher:
         self.kind = kind
         self.context_mode = context_mode
         self.pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="studio-steps")
-        self.parents = 0
-        self.steps = 0
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -306,8 +304,6 @@ class StepFetcher:
         out: list[dict[str, Any]] = []
         for future in futures:
             out.extend(future.result())
-        self.parents += len(parents)
-        self.steps += len(out)
         return out
 
     def _steps_of(self, flow_sid: str, sid: str) -> list[dict[str, Any]]:

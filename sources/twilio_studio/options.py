@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,11 +108,7 @@ def _credentials(o: SourceOptions) -> tuple[str, str]:
                 f"Twilio credentials: api_key_sid and api_key_secret go together; {missing} is not set. "
                 f"Set {where(missing)}"
             )
-        if not API_KEY_SID_RE.match(o.api_key_sid):
-            raise ConfigurationError(
-                "Twilio credentials: api_key_sid is not an API key SID (SK followed by 32 hex digits); "
-                f"check {where('api_key_sid')}"
-            )
+        _check_sid("api_key_sid", o.api_key_sid, API_KEY_SID_RE, "an API key SID (SK")
         return o.api_key_sid, o.api_key_secret
     if not (o.account_sid and o.auth_token):
         missing = " and ".join(k for k in ("account_sid", "auth_token") if not getattr(o, k))
@@ -120,12 +117,16 @@ def _credentials(o: SourceOptions) -> tuple[str, str]:
             f"(or api_key_sid and api_key_secret) under [{SECTION}] in .dlt/secrets.toml, or set the env "
             f"vars {env_var('account_sid')} and {env_var('auth_token')}"
         )
-    if not ACCOUNT_SID_RE.match(o.account_sid):
-        raise ConfigurationError(
-            "Twilio credentials: account_sid is not an Account SID (AC followed by 32 hex digits); "
-            f"check {where('account_sid')}"
-        )
+    _check_sid("account_sid", o.account_sid, ACCOUNT_SID_RE, "an Account SID (AC")
     return o.account_sid, o.auth_token
+
+
+def _check_sid(key: str, value: str, pattern: re.Pattern[str], kind: str) -> None:
+    """A credential SID of the right form; its value is never shown (it identifies the account)."""
+    if not pattern.match(value):
+        raise ConfigurationError(
+            f"Twilio credentials: {key} is not {kind} followed by 32 hex digits); check {where(key)}"
+        )
 
 
 def _base_url(raw: str) -> str:
