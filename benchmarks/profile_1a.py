@@ -2,6 +2,8 @@
 
     pip install py-spy   # a profiling tool only: the harness itself never needs it
     python -m benchmarks.profile_1a [--engagements 100000] [--workdir bench-results/profile]
+    python -m benchmarks.profile_1a --flows 20 --engagements 20000 --latency 0.1 --page-size 100 \
+        --context-mode inline      # the shape of case 2a
 
 Starts the emulator in its own process (as ``benchmarks.run`` does), runs ``benchmarks.cases source``
 under ``py-spy record --threads`` and prints, per thread group (main thread = dlt's extract and the
@@ -71,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", default=str(REPO / "bench-results" / "profile"))
     p.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    p.add_argument("--latency", type=float, default=0.0, help="emulator seconds per request (case 2: 0.1)")
+    p.add_argument("--page-size", type=int, default=None, help="source page_size (case 2: 100)")
+    p.add_argument("--context-mode", default=None, help="source context_mode (case 2a: inline)")
+    p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     args = p.parse_args(argv)
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -78,14 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     spy = shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
                                      if (Path(sys.executable).parent / "py-spy").exists() else None)  # fmt: skip
     with EmulatorProcess(workdir, "profile", flows=args.flows, engagements=args.engagements // args.flows,
-                         seed=args.seed, padding=0) as emu:  # fmt: skip
-        cfg = {"base_url": emu.base_url, **source_cfg(workdir, "profile")}
+                         seed=args.seed, padding=0, latency=args.latency) as emu:  # fmt: skip
+        options = {"page_size": args.page_size, "context_mode": args.context_mode}
+        options = {k: v for k, v in options.items() if v is not None}
+        cfg = {"base_url": emu.base_url, **source_cfg(workdir, "profile", **options)}
         (workdir / "config.json").write_text(json.dumps(cfg))
         case = [sys.executable, "-m", "benchmarks.cases", "source", str(workdir / "config.json"),
                 str(workdir / "result.json")]  # fmt: skip
         if spy:
             raw = workdir / "1a.raw"
-            cmd = [spy, "record", "--threads", "--nonblocking", "-r", str(args.rate), "-f", "raw", "-o", str(raw),
+            gil = ["--gil"] if args.gil else []
+            cmd = [spy, "record", "--threads", "--nonblocking", *gil, "-r", str(args.rate), "-f", "raw", "-o", str(raw),
                    "--", *case]  # fmt: skip
         else:
             prof = workdir / "1a.prof"

@@ -205,8 +205,12 @@ class StudioClient:
             )
 
     # ------------------------------------------------------------------ requests
-    def get(self, url: str, what: str) -> dict[str, Any]:
-        """GETs a JSON object, retrying 429, 5xx, resets, timeouts and cut-short bodies."""
+    def get(self, url: str, what: str, gate: threading.Semaphore | None = None) -> dict[str, Any]:
+        """GETs a JSON object, retrying 429, 5xx, resets, timeouts and cut-short bodies.
+
+        With a ``gate``, the body is parsed only once the gate is acquired, and a returned object
+        comes with the gate still held: the caller releases it (see ``pages``).
+        """
         self.check_same_origin(url, what)
         path = urlsplit(url).path
         policy = self.retry
@@ -233,14 +237,12 @@ class StudioClient:
             if response is not None:
                 status = response.status_code
                 if status == 200:
-                    try:
-                        body = orjson.loads(content)
-                    except orjson.JSONDecodeError:
-                        reason = "a response body that is not complete JSON"
-                    else:
-                        if isinstance(body, dict):
-                            return body
+                    body = self._parse(content, gate)
+                    if isinstance(body, dict):
+                        return body
+                    if body is not None:
                         raise StudioApiError(f"{what}: GET {path} returned JSON that is not an object")
+                    reason = "a response body that is not complete JSON"
                 elif status in RETRY_STATUS:
                     reason = f"HTTP {status}"
                     retry_after = _retry_after(response) if status == 429 else None
@@ -257,6 +259,24 @@ class StudioClient:
             f"{what}: GET {path} still failed with {reason} after {policy.max_attempts} attempts; "
             "the next run starts again from the last saved state"
         )
+
+    @staticmethod
+    def _parse(content: bytes, gate: threading.Semaphore | None) -> Any:
+        """The body's JSON, None if it is not complete JSON; with a gate, parsed once the gate is
+        acquired, and only a JSON object comes back with the gate held."""
+        if gate is not None:
+            gate.acquire()
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            body = None
+        except BaseException:
+            if gate is not None:
+                gate.release()
+            raise
+        if gate is not None and not isinstance(body, dict):
+            gate.release()
+        return body
 
     @staticmethod
     def _read(response: requests.Response, timeout: float) -> bytes:
@@ -312,39 +332,58 @@ class StudioClient:
 
     # ------------------------------------------------------------------ lists
     def pages(
-        self, path: str, key: str, what: str, params: dict[str, Any] | None = None
+        self,
+        path: str,
+        key: str,
+        what: str,
+        params: dict[str, Any] | None = None,
+        gate: threading.Semaphore | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yields each page's records, following ``meta.next_page_url`` until it is null."""
+        """Yields each page's records, following ``meta.next_page_url`` until it is null.
+
+        A ``gate`` (shared by many walks) is held from parsing a page until the consumer asks for the
+        next one: it bounds how many pages are held as Python objects, not how many are requested.
+        """
         url: str | None = self.url(path, params)
         seen: set[str] = set()
         tokens: set[str] = set()
-        while url is not None:
-            if url in seen:
-                raise PaginationError(
-                    f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
-                    "loop); stopping so the run cannot go on forever"
-                )
-            seen.add(url)
-            # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
-            for token in parse_qs(urlsplit(url).query).get("PageToken", []):
-                if token in tokens:
+        held = False
+        try:
+            while url is not None:
+                if url in seen:
                     raise PaginationError(
-                        f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
-                        "stopping so the run cannot go on forever"
+                        f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
+                        "loop); stopping so the run cannot go on forever"
                     )
-                tokens.add(token)
-            body = self.get(url, what)
-            records = body.get(key)
-            meta = body.get("meta")
-            if not isinstance(records, list) or not isinstance(meta, dict):
-                raise PaginationError(
-                    f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
-                    "'meta' object; is base_url a Twilio Studio API?"
-                )
-            yield records
-            next_url = meta.get("next_page_url")
-            if next_url is not None and not isinstance(next_url, str):
-                raise PaginationError(f"{what}: meta.next_page_url is not a URL")
-            if next_url is not None:
-                self.check_same_origin(next_url, what)
-            url = next_url
+                seen.add(url)
+                # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
+                for token in parse_qs(urlsplit(url).query).get("PageToken", []):
+                    if token in tokens:
+                        raise PaginationError(
+                            f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
+                            "stopping so the run cannot go on forever"
+                        )
+                    tokens.add(token)
+                body = self.get(url, what, gate)
+                held = gate is not None
+                records = body.get(key)
+                meta = body.get("meta")
+                if not isinstance(records, list) or not isinstance(meta, dict):
+                    raise PaginationError(
+                        f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
+                        "'meta' object; is base_url a Twilio Studio API?"
+                    )
+                yield records
+                del body, records
+                if held:
+                    held = False
+                    gate.release()  # type: ignore[union-attr]
+                next_url = meta.get("next_page_url")
+                if next_url is not None and not isinstance(next_url, str):
+                    raise PaginationError(f"{what}: meta.next_page_url is not a URL")
+                if next_url is not None:
+                    self.check_same_origin(next_url, what)
+                url = next_url
+        finally:
+            if held:
+                gate.release()  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ instead of from another flow's high-water mark.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,8 +20,20 @@ from typing import Any
 
 from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
+from twilio_studio.memory import rare_gc_passes, release_freed_memory
 
 logger = logging.getLogger("twilio_studio")
+
+# A parsed page of 1,000 engagements is ~9 MB of Python objects and its rows ~7 MB more. Parsing and
+# normalizing hold the GIL, so a second page in hand buys no speed, only memory (and memory Python's
+# allocator keeps after the run: BENCHMARKS.md). The walks take turns: one page is parsed and
+# normalized at a time, while the requests of the others stay in flight.
+PAGES_IN_HAND = 1
+# Walks at once, per allowed request in flight: more walks than request slots keep every slot busy
+# while some walks wait for their turn to parse (each flow's pages come one after another).
+WALKS_PER_REQUEST_SLOT = 3
+# Engagement rows handed over and waiting for the consumer: two pages of 1,000, twenty of 100.
+QUEUED_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -129,10 +142,12 @@ class EngagementWalker:
         self, flow_sids: list[str], cursors: dict[str, FlowCursor], on_flow_done: Callable[[str, FlowCursor], None]
     ) -> Iterator[list[dict[str, Any]]]:
         """Yields lists of engagement rows; calls ``on_flow_done`` after each flow's complete walk."""
-        # few pages wait: a page of 1,000 engagements is ~10 MB as Python objects, and the consumer
-        # (normalization into Arrow, in the extracting thread) sets the pace anyway
-        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=2)
+        # few rows wait: the consumer (normalization into Arrow, in the extracting thread) sets the pace;
+        # small pages may queue up while it writes a batch, so their walks' next requests go out
+        waiting = max(2, QUEUED_ROWS // max(1, self.page_size))
+        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=waiting)
         stop = threading.Event()
+        self._gate = threading.Semaphore(PAGES_IN_HAND)
 
         def put(msg: tuple[str, Any, Any]) -> None:
             while not stop.is_set():
@@ -149,7 +164,8 @@ class EngagementWalker:
             except BaseException as e:  # handed to the consuming thread, which raises it
                 put(("error", flow_sid, e))
 
-        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-flow") as pool, \
+        walks = max(1, min(len(flow_sids), WALKS_PER_REQUEST_SLOT * self.max_concurrency))
+        with rare_gc_passes(), ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool, \
                 ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-context") as ctx_pool:  # fmt: skip
             self._ctx_pool = ctx_pool
             futures = [pool.submit(walk, sid) for sid in flow_sids]
@@ -168,6 +184,7 @@ class EngagementWalker:
                 stop.set()
                 for f in futures:
                     f.cancel()
+        release_freed_memory()
 
     def _walk_flow(
         self,
@@ -191,44 +208,47 @@ class EngagementWalker:
             params["DateCreatedFrom"] = iso(cursor.created_from - window.lookback)
         oldest_active: datetime | None = None
         newest: datetime | None = cursor.created_from
-        for page in self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params):
-            if stop.is_set():
-                break
-            stats.pages += 1
-            selected: list[dict[str, Any]] = []
-            for item in page:
-                stats.seen += 1
-                reason = self._invalid(item, flow_sid, seen_sids)
-                if reason:
-                    stats.skip(reason)
-                    continue
-                seen_sids.add(item["sid"])
-                at = cursor_of(item)
-                if at is None:
-                    stats.skip("no date_created or date_updated")
-                    continue
-                created = parse_time(item.get("date_created")) or at
-                newest = created if newest is None else max(newest, created)
-                if item.get("status") == "active":
-                    oldest_active = created if oldest_active is None else min(oldest_active, created)
-                if window.end_date is None and (new_last is None or at >= new_last):
-                    if new_last is None or at > new_last:
-                        new_last, new_at_last = at, set()
-                    new_at_last.add(item["sid"])
-                if window.end_date is not None and at >= window.end_date:
-                    continue
-                if floor is not None and (at < floor or (strict and at == floor and item["sid"] in cursor.at_last)):
-                    continue
-                selected.append(item)
-            rows = self._rows(selected, flow_sid, stats)
-            stats.emitted += len(rows)
-            elapsed = max(time.monotonic() - started, 1e-9)
-            logger.info(
-                "%s: page %d, %d %s read, %d new or changed, %.0f/s",
-                what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
-            )  # fmt: skip
-            if rows:
-                put(("rows", flow_sid, rows))
+        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._gate)
+        with contextlib.closing(pages):  # type: ignore[type-var]  # a walk stopped early gives its parse slot back at once
+            for page in pages:
+                if stop.is_set():
+                    break
+                stats.pages += 1
+                selected: list[dict[str, Any]] = []
+                for item in page:
+                    stats.seen += 1
+                    reason = self._invalid(item, flow_sid, seen_sids)
+                    if reason:
+                        stats.skip(reason)
+                        continue
+                    seen_sids.add(item["sid"])
+                    at = cursor_of(item)
+                    if at is None:
+                        stats.skip("no date_created or date_updated")
+                        continue
+                    created = parse_time(item.get("date_created")) or at
+                    newest = created if newest is None else max(newest, created)
+                    if item.get("status") == "active":
+                        oldest_active = created if oldest_active is None else min(oldest_active, created)
+                    if window.end_date is None and (new_last is None or at >= new_last):
+                        if new_last is None or at > new_last:
+                            new_last, new_at_last = at, set()
+                        new_at_last.add(item["sid"])
+                    if window.end_date is not None and at >= window.end_date:
+                        continue
+                    if floor is not None and (at < floor or (strict and at == floor and item["sid"] in cursor.at_last)):
+                        continue
+                    selected.append(item)
+                rows = self._rows(selected, flow_sid, stats)
+                stats.emitted += len(rows)
+                elapsed = max(time.monotonic() - started, 1e-9)
+                logger.info(
+                    "%s: page %d, %d %s read, %d new or changed, %.0f/s",
+                    what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
+                )  # fmt: skip
+                if rows:
+                    put(("rows", flow_sid, rows))
+                del page, selected, rows  # before the next request: the page must not outlive its turn
         stats.seconds = time.monotonic() - started
         for reason, count in stats.skipped.items():
             logger.warning("%s: skipped %d %s: %s", what, count, self.kind.name, reason)
@@ -268,10 +288,17 @@ class EngagementWalker:
             futures: list[tuple[int, Future[dict[str, Any]]]] = [
                 (n, self._ctx_pool.submit(self._fetch_context, flow_sid, items[n]["sid"])) for n in missing
             ]
-            for n, future in futures:
-                raw[n] = future.result().get("context")
-                contexts[n] = coerce_context(raw[n])
-                stats.contexts_fetched += 1
+            if futures:
+                # waiting on the network, this page's walk steps aside: another may parse meanwhile
+                self._gate.release()
+                try:
+                    fetched = [(n, future.result()) for n, future in futures]
+                finally:
+                    self._gate.acquire()
+                for n, body in fetched:
+                    raw[n] = body.get("context")
+                    contexts[n] = coerce_context(raw[n])
+                    stats.contexts_fetched += 1
         for value, context in zip(raw, contexts, strict=True):
             if context is None and value is not None and value != "" and value != [] and value != {}:
                 reason = "a context that is not a JSON object"
@@ -300,11 +327,12 @@ class StepFetcher:
 
     def rows(self, parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Step rows of these parent rows (each with ``sid`` and ``flow_sid``), parents in parallel."""
-        futures = [self.pool.submit(self._steps_of, p["flow_sid"], p["sid"]) for p in parents]
-        out: list[dict[str, Any]] = []
-        for future in futures:
-            out.extend(future.result())
-        return out
+        with rare_gc_passes():
+            futures = [self.pool.submit(self._steps_of, p["flow_sid"], p["sid"]) for p in parents]
+            out: list[dict[str, Any]] = []
+            for future in futures:
+                out.extend(future.result())
+            return out
 
     def _steps_of(self, flow_sid: str, sid: str) -> list[dict[str, Any]]:
         base = f"{self.kind.item_path(flow_sid, sid)}/Steps"

@@ -50,10 +50,10 @@ def arm(point: str) -> None:
 
         get = StudioClient.get
 
-        def hooked_get(self: StudioClient, url: str, what: str) -> dict[str, Any]:
+        def hooked_get(self: StudioClient, url: str, what: str, gate: Any = None) -> dict[str, Any]:
             if "/Engagements?" in url and nth("page") == 7:
                 wait_to_be_killed(point)
-            return get(self, url, what)
+            return get(self, url, what, gate)
 
         StudioClient.get = hooked_get  # type: ignore[method-assign]
 

@@ -1,0 +1,75 @@
+"""Keeping a load's memory small: the cycle collector's pace, freed memory handed back, glibc's arenas.
+
+A full load parses hundreds of megabytes of JSON into short-lived Python objects in many threads,
+then DuckDB merges in the same process. What each helper saved is measured in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+# Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
+GC_THRESHOLD = 100_000
+M_ARENA_MAX = -8  # mallopt's parameter number for MALLOC_ARENA_MAX (glibc's malloc.h)
+MALLOC_ARENAS = 2
+
+
+def _libc() -> Any:
+    """glibc, or None elsewhere (macOS, musl): there its allocator decides alone."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - both exist in glibc only
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def rare_gc_passes() -> Iterator[None]:
+    """Runs Python's cycle collector after 100,000 allocations instead of 700, then restores the setting.
+
+    A page of 1,000 engagements parses into some 100,000 dicts and lists, all freed by reference
+    counting (JSON has no cycles); at the default threshold the collector ran hundreds of times per
+    page and tripled the parse time (BENCHMARKS.md). It still runs, so other code's cycles are freed.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def release_freed_memory() -> None:
+    """Hands freed memory back to the OS: Arrow's pool and glibc's heap (``malloc_trim``).
+
+    After a walk, both hold the freed memory of every page parsed and every Arrow batch built, and
+    the process would carry it into the load step, where DuckDB (in the same process) needs memory.
+    """
+    pa.default_memory_pool().release_unused()
+    libc = _libc()
+    if libc is not None:
+        gc.collect()  # cycles the rare passes left behind, so their memory is free to hand back
+        libc.malloc_trim(0)
+
+
+def few_malloc_arenas() -> bool:
+    """Has glibc share 2 heaps among all threads from now on (``MALLOC_ARENA_MAX=2``), unless the
+    environment sets ``MALLOC_ARENA_MAX``; True if the setting was made.
+
+    glibc gives each new thread a heap of its own, up to 8 per core; the walk's threads each
+    allocate response bodies and Arrow buffers, and each heap keeps its own high-water mark, so the
+    process's peak grew with the thread count (BENCHMARKS.md). For the CLI's process, not the library.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
