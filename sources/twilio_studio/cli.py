@@ -16,6 +16,7 @@ from typing import Any
 
 from twilio_studio.client import StudioError
 from twilio_studio.columnar import loader_file_format, stored_counts
+from twilio_studio.memory import few_malloc_arenas
 from twilio_studio.settings import (
     CONTEXT_MODES,
     DEFAULT_BASE_URL,
@@ -82,6 +83,7 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
         kwargs["loader_file_format"] = file_format
     if refresh:
         kwargs["refresh"] = "drop_sources"
+    few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
     with bounded_duckdb(pipeline.destination.destination_name):
         pipeline.run(source, **kwargs)
     counts = pipeline.last_trace.last_normalize_info.row_counts
@@ -92,23 +94,33 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     return RunSummary(time.monotonic() - started, rows, new=new, updated=max(0, written - new))
 
 
-# DuckDB's default memory limit is 80% of RAM, and a merge of 100,000 engagements' child tables took
-# gigabytes (BENCHMARKS.md); DuckDB spills to disk past its limit instead.
-DUCKDB_MEMORY_LIMIT = "1GB"
+# DuckDB's default memory limit is 80% of RAM, and the merge of a full load of 100,000 engagements
+# took gigabytes (BENCHMARKS.md). With this much DuckDB spills to disk instead; the process holds the
+# run's Python memory besides (~400 MB after the walk of 100,000), and the whole stays under 600 MB.
+DUCKDB_SETTINGS: dict[str, Any] = {
+    "memory_limit": "128MB",
+    # the staging copies and merges need not keep row order: less buffering, faster copies
+    "preserve_insertion_order": False,
+}
 DUCKDB_CONFIG_VAR = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+LOAD_WORKERS_VAR = "LOAD__WORKERS"
 
 
 @contextlib.contextmanager
 def bounded_duckdb(destination_name: str) -> Iterator[None]:
-    """For the duration of a run, caps DuckDB's memory unless the user configured DuckDB settings."""
-    if destination_name != "duckdb" or DUCKDB_CONFIG_VAR in os.environ:
+    """For the duration of a run into DuckDB, caps its memory and loads one table at a time (jobs in
+    parallel share the cap and spill more), each unless the user configured it."""
+    if destination_name != "duckdb":
         yield
         return
-    os.environ[DUCKDB_CONFIG_VAR] = json.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT})
+    defaults = {DUCKDB_CONFIG_VAR: json.dumps(DUCKDB_SETTINGS), LOAD_WORKERS_VAR: "1"}
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
     try:
         yield
     finally:
-        os.environ.pop(DUCKDB_CONFIG_VAR, None)
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def explain(error: BaseException) -> str:
