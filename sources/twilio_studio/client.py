@@ -11,6 +11,7 @@ whole response, a body trickling in included; a page URL or page token seen twic
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -75,12 +76,24 @@ class AdaptiveLimit:
         self._in_flight = 0
         self._clean = 0
         self._cond = threading.Condition()
+        self._waiting: collections.deque[object] = collections.deque()
 
     def acquire(self) -> None:
+        """Takes a slot, first come first served: a walk that just had one queues behind those
+        waiting, so with more walks than slots every flow advances (none waits for others to end)."""
+        me = object()
         with self._cond:
-            while self._in_flight >= self.limit:
-                self._cond.wait()
+            self._waiting.append(me)
+            try:
+                while self._waiting[0] is not me or self._in_flight >= self.limit:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: leave the line, let the next one try
+                self._waiting.remove(me)
+                self._cond.notify_all()
+                raise
+            self._waiting.popleft()
             self._in_flight += 1
+            self._cond.notify_all()  # the next in line may fit too
 
     def release(self, throttled: bool) -> None:
         with self._cond:

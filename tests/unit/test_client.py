@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from twilio_studio.client import AdaptiveLimit, RetryPolicy
@@ -36,3 +39,59 @@ def test_delay(attempt: int, retry_after: float | None, low: float, high: float)
     policy = RetryPolicy()
     for _ in range(50):
         assert low <= policy.delay(attempt, retry_after) <= high
+
+
+def test_slots_go_first_come_first_served_so_a_walk_that_just_had_one_queues_behind_the_others() -> None:
+    limit = AdaptiveLimit(1)
+    order: list[str] = []
+    limit.acquire()  # "a" holds the only slot
+
+    def walk(name: str) -> None:
+        limit.acquire()
+        order.append(name)
+        limit.release(throttled=False)
+
+    threads = []
+    for name in ("b", "c"):
+        threads.append(threading.Thread(target=walk, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(limit._waiting) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    limit.release(throttled=False)
+    walk("a")  # "a" asks again at once: "b" and "c" were first
+    for t in threads:
+        t.join(5)
+    assert order == ["b", "c", "a"]
+
+
+def test_a_waiter_that_is_interrupted_leaves_the_line() -> None:
+    limit = AdaptiveLimit(1)
+    limit.acquire()
+    failed: list[BaseException] = []
+
+    class StopError(Exception):
+        pass
+
+    def impatient() -> None:
+        wait = limit._cond.wait
+
+        def raising(timeout: float | None = None) -> bool:
+            wait(0.01)
+            raise StopError
+
+        limit._cond.wait = raising  # type: ignore[method-assign]
+        try:
+            limit.acquire()
+        except StopError as e:
+            failed.append(e)
+        finally:
+            limit._cond.wait = wait  # type: ignore[method-assign]
+
+    t = threading.Thread(target=impatient)
+    t.start()
+    t.join(5)
+    assert failed and not limit._waiting
+    limit.release(throttled=False)
+    limit.acquire()  # the line is not stuck behind the one that left
+    limit.release(throttled=False)
