@@ -27,6 +27,7 @@ from twilio_studio.client import (
 from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
 from twilio_studio.context import flow_row
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
+from twilio_studio.memory import release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
 from twilio_studio.settings import (
@@ -113,7 +114,7 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
 }
 
 
-ARROW_BATCH_ROWS = 2000  # engagements per Arrow batch: ~80,000 child rows at most, a few MB
+ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at most, a few MB
 
 
 def current_load_id() -> str | None:
@@ -293,6 +294,8 @@ def twilio_studio_source(
                 batch = new_batch()
         if columnar:
             yield from flush(batch)
+        # the walk's pages and batches are garbage now: hand their memory back before the load step
+        release_freed_memory()
 
     def steps(parents: Any, kind: RunKind) -> Iterator[Any]:
         """Steps of the engagements or executions this run loads: new or changed ones only."""

@@ -99,6 +99,9 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
 # run's Python memory besides (~400 MB after the walk of 100,000), and the whole stays under 600 MB.
 DUCKDB_SETTINGS: dict[str, Any] = {
     "memory_limit": "128MB",
+    # one thread: the merge's de-duplication (a window over every staging row) then spills to disk
+    # instead of failing; with two, 400,000 engagements ran out of memory at this cap
+    "threads": 1,
     # the staging copies and merges need not keep row order: less buffering, faster copies
     "preserve_insertion_order": False,
 }

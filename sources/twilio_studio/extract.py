@@ -20,7 +20,7 @@ from typing import Any
 
 from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
-from twilio_studio.memory import rare_gc_passes, release_freed_memory
+from twilio_studio.memory import rare_gc_passes
 
 logger = logging.getLogger("twilio_studio")
 
@@ -32,8 +32,9 @@ PAGES_IN_HAND = 1
 # Walks at once, per allowed request in flight: more walks than request slots keep every slot busy
 # while some walks wait for their turn to parse (each flow's pages come one after another).
 WALKS_PER_REQUEST_SLOT = 3
-# Engagement rows handed over and waiting for the consumer: two pages of 1,000, twenty of 100.
-QUEUED_ROWS = 2000
+# Engagement rows handed over and waiting for the consumer: one page of 1,000, ten of 100 (each row
+# keeps its parsed context alive until the consumer turns it into JSON text).
+QUEUED_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class EngagementWalker:
         """Yields lists of engagement rows; calls ``on_flow_done`` after each flow's complete walk."""
         # few rows wait: the consumer (normalization into Arrow, in the extracting thread) sets the pace;
         # small pages may queue up while it writes a batch, so their walks' next requests go out
-        waiting = max(2, QUEUED_ROWS // max(1, self.page_size))
+        waiting = max(1, QUEUED_ROWS // max(1, self.page_size))
         out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=waiting)
         stop = threading.Event()
         self._gate = threading.Semaphore(PAGES_IN_HAND)
@@ -184,7 +185,6 @@ class EngagementWalker:
                 stop.set()
                 for f in futures:
                     f.cancel()
-        release_freed_memory()
 
     def _walk_flow(
         self,

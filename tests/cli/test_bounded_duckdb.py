@@ -27,8 +27,9 @@ def test_duckdb_gets_the_cap_during_the_run_and_the_environment_is_restored(tmp_
         with pipeline.sql_client() as client:  # a connection as dlt's load step opens it
             (limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
             (ordered,) = client.execute_sql("SELECT current_setting('preserve_insertion_order')")[0]
+            (threads,) = client.execute_sql("SELECT current_setting('threads')")[0]
     assert limit in ("122.0 MiB", "128.0 MB")  # DuckDB shows the cap in binary units
-    assert ordered is False
+    assert ordered is False and threads == 1
     assert DUCKDB_CONFIG_VAR not in os.environ and LOAD_WORKERS_VAR not in os.environ
 
 
