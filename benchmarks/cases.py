@@ -222,6 +222,15 @@ def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def vm_hwm_kb() -> int | None:
+    """This process's peak RSS since it started (Linux's VmHWM, kB); None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+
+
 CASES = {"source": run_source, "rest_api": run_rest_api, "floor": run_floor}
 
 
@@ -231,6 +240,7 @@ def main(argv: list[str]) -> int:
     watch_phases(Path(result).with_name("phases.jsonl"))
     out = CASES[kind](cfg)
     out["process_seconds_inside"] = time.perf_counter() - STARTED
+    out["vm_hwm_kb"] = vm_hwm_kb()
     Path(result).write_text(json.dumps(out, indent=2, default=str))
     return 0
 
