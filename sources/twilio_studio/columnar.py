@@ -163,11 +163,13 @@ def table_hints(root: str, owner: str, merge: bool) -> dict[str, dict[str, Any]]
     }
     disposition: dict[str, Any] = (
         # primary key too: a load job resumed after a crash may copy a file into staging twice, and
-        # dlt de-duplicates staging rows by primary key only
+        # dlt de-duplicates staging rows by primary key only. The owner's SID leads it: dlt deletes
+        # rows matching the primary key OR the merge key, and with both starting with the owner's SID
+        # DuckDB joins on it (1 s); on `_dlt_id` alone, a nested loop (27 s for 1,000 changed of 100,000)
         {
             "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
             "merge_key": owner,
-            "primary_key": "_dlt_id",
+            "primary_key": [owner, "_dlt_id"],
         }
         if merge
         else {"write_disposition": "append"}
