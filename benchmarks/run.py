@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -594,15 +595,20 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         emulators.append(emulator_info(emu))
 
     # ---- 1a at volume: peak RSS must not grow with the number of engagements
-    if s.big and wanted("1a4"):
-        with EmulatorProcess(workdir, "big", flows=s.flows, engagements=s.big // s.flows, seed=args.seed,
-                             padding=args.context_padding) as emu:  # fmt: skip
+    def one_case(case_id: str, title: Callable[[int], str], scenario: str, cfg: dict[str, Any],
+                 group: str | None = None, **emulator: Any) -> None:  # fmt: skip
+        """A case of this source against an emulator of its own (``scenario``; ``group``: the case's
+        scenario label, if another), its rows checked against what the emulator shows."""
+        with EmulatorProcess(workdir, scenario, seed=args.seed, padding=args.context_padding, **emulator) as emu:
             total = emu.visible()
-            c = run_case(Case("1a4", f"full load: this source, defaults, {total:,} engagements", "source", "big"),
-                         source_cfg(workdir, "studio_big"), emu, workdir, t, limit)  # fmt: skip
+            c = run_case(Case(case_id, title(total), "source", group or scenario), cfg, emu, workdir, t, limit)
             check_rows(c, total)
             cases.append(c)
         emulators.append(emulator_info(emu))
+
+    if s.big and wanted("1a4"):
+        one_case("1a4", lambda total: f"full load: this source, defaults, {total:,} engagements", "big",
+                 source_cfg(workdir, "studio_big"), flows=s.flows, engagements=s.big // s.flows)  # fmt: skip
 
     # ---- 2: latency-bound walks, then a concurrency cap below ours
     latency_cases = [("2a", "latency-bound: this source, context_mode=inline", {"context_mode": "inline"}),
@@ -619,28 +625,16 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     cases.append(c)
         emulators.append(emulator_info(emu))
     if wanted("2a+"):
-        heavy = s.latency_pages // s.latency_flows * s.heavy_page_size
-        with EmulatorProcess(workdir, "latency-heavy", flows=s.latency_flows, engagements=heavy,
-                             seed=args.seed, padding=args.context_padding, latency=s.latency) as emu:  # fmt: skip
-            total = emu.visible()
-            cfg = source_cfg(workdir, "studio_2a_heavy", page_size=s.heavy_page_size, context_mode="inline")
-            c = run_case(Case("2a+", f"2a with pages of {s.heavy_page_size} ({total:,} engagements; info)", "source",
-                              "latency"), cfg, emu, workdir, t, limit)  # fmt: skip
-            check_rows(c, total)
-            cases.append(c)
-        emulators.append(emulator_info(emu))
+        one_case("2a+", lambda total: f"2a with pages of {s.heavy_page_size} ({total:,} engagements; info)",
+                 "latency-heavy",
+                 source_cfg(workdir, "studio_2a_heavy", page_size=s.heavy_page_size, context_mode="inline"),
+                 group="latency", flows=s.latency_flows,
+                 engagements=s.latency_pages // s.latency_flows * s.heavy_page_size, latency=s.latency)  # fmt: skip
     if wanted("2c"):
-        with EmulatorProcess(workdir, "throttled", flows=s.latency_flows, engagements=s.latency_per_flow,
-                             seed=args.seed, padding=args.context_padding, latency=s.latency,
-                             max_concurrency=s.throttle_cap) as emu:  # fmt: skip
-            total = emu.visible()
-            cfg = source_cfg(workdir, "studio_2c", page_size=s.latency_page_size)
-            c = run_case(Case("2c", f"latency-bound, emulator cap {s.throttle_cap} < ours "
-                              f"{DEFAULT_MAX_CONCURRENCY} (429s), defaults", "source", "latency"),
-                         cfg, emu, workdir, t, limit)  # fmt: skip
-            check_rows(c, total)
-            cases.append(c)
-        emulators.append(emulator_info(emu))
+        one_case("2c", lambda _: f"latency-bound, emulator cap {s.throttle_cap} < ours {DEFAULT_MAX_CONCURRENCY} "
+                 "(429s), defaults", "throttled", source_cfg(workdir, "studio_2c", page_size=s.latency_page_size),
+                 group="latency", flows=s.latency_flows, engagements=s.latency_per_flow, latency=s.latency,
+                 max_concurrency=s.throttle_cap)  # fmt: skip
 
     # ---- 4: steps of changed parents, latency-bound; then a rerun with nothing changed
     if wanted("4a") or wanted("4b"):
