@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import dlt
@@ -15,7 +14,7 @@ import duckdb
 import pytest
 
 from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.source.scripted import LoopbackServer
+from tests.source.scripted import LoopbackServer, QuietHandler
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_parent_id", "_dlt_root_id", "_dlt_load_id")
 PARENT_OF = {
@@ -51,13 +50,8 @@ class DynamicStudio(LoopbackServer):
         self.requests: list[Seen] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server calls it by this name
                 outer.requests.append(Seen(self.path, self.headers.get("Authorization")))
                 answer = outer.respond(self.path)
                 if isinstance(answer.body, bytes):

@@ -10,6 +10,15 @@ from typing import Any, TypeVar
 Server = TypeVar("Server", bound="LoopbackServer")
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, as Twilio answers, and no access log on the test output."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (a free port) for the life of a ``with`` block."""
 
@@ -40,12 +49,7 @@ class ScriptedStudio(LoopbackServer):
         self.requests: list[str] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 status, body = outer.routes.get(self.path, (404, {"code": 20404, "status": 404}))
