@@ -26,10 +26,12 @@ from twilio_studio.client import (
 )
 from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
 from twilio_studio.context import flow_row
+from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.memory import release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
+from twilio_studio.runlock import RunInProgressError, hold_for_run, install_release_hook, run_lock
 from twilio_studio.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
@@ -42,8 +44,10 @@ from twilio_studio.settings import (
 __all__ = [
     "ConfigurationError",
     "PaginationError",
+    "RunInProgressError",
     "StudioApiError",
     "StudioError",
+    "run_lock",
     "twilio_studio_source",
 ]
 
@@ -115,6 +119,25 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
 
 
 ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at most, a few MB
+
+
+install_release_hook()  # the run lock the source takes is released when dlt ends the run
+
+
+def preflight() -> None:
+    """At the start of extraction, before any request: refuses a DuckDB file named like the dataset
+    and takes the pipeline's run lock (released when the run ends); no-op outside a pipeline run."""
+    if current_load_id() is None:
+        return
+    from dlt.common.configuration.container import Container
+    from dlt.common.pipeline import PipelineContext
+
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return
+    pipeline = context.pipeline()
+    check_pipeline(pipeline)
+    hold_for_run(pipeline)
 
 
 def current_load_id() -> str | None:
@@ -221,6 +244,7 @@ def twilio_studio_source(
         "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP),
     })  # fmt: skip
     def flows() -> Iterator[list[dict[str, Any]]]:
+        preflight()
         yield [flow_row(f) for f in flow_items()]
 
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
@@ -228,6 +252,7 @@ def twilio_studio_source(
 
     def runs(kind: RunKind) -> Iterator[Any]:
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
+        preflight()
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}

@@ -16,7 +16,9 @@ from typing import Any
 
 from twilio_studio.client import StudioError
 from twilio_studio.columnar import loader_file_format, stored_counts
+from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
 from twilio_studio.memory import few_malloc_arenas
+from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
     DEFAULT_BASE_URL,
@@ -56,12 +58,60 @@ class RunSummary:
 
 
 # ---------------------------------------------------------------------------- pipeline
-def make_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None = None) -> Any:
+def make_pipeline(name: str, destination: Any, dataset: str, pipelines_dir: str | None = None) -> Any:
     import dlt
 
     if pipelines_dir:
         return dlt.pipeline(name, pipelines_dir, destination=destination, dataset_name=dataset)
     return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=dataset)
+
+
+def duckdb_file(name: str, dataset: str, configured: str | None) -> Path:
+    """The DuckDB file of a CLI pipeline: the one the user configured, else ``<name>_data.duckdb`` here.
+
+    ``configured`` is the file dlt resolved from the user's config; dlt's own default
+    (``<name>.duckdb`` in the working directory) counts as not configured: it is named like the
+    default dataset. Raises UserError where loading would be ambiguous or would leave the data of
+    earlier runs behind.
+    """
+    legacy = Path.cwd() / legacy_duckdb_file(name)
+    if configured is not None and Path(configured).resolve() != legacy.resolve():
+        check_names(
+            configured, dataset, "choose another --dataset, or another file in DESTINATION__DUCKDB__CREDENTIALS"
+        )
+        return Path(configured)
+    target = Path.cwd() / default_duckdb_file(name)
+    check_names(str(target), dataset, "choose another --dataset or --pipeline-name")
+    if legacy.exists() and not target.exists():
+        wal = legacy.with_name(legacy.name + ".wal")
+        move = f"mv {legacy.name} {target.name}"
+        if wal.exists():
+            move += f" && mv {wal.name} {target.name}.wal"
+        raise UserError(
+            f"{legacy.name} holds what earlier versions loaded, but this version loads into {target.name} "
+            f"(a file named like the dataset is ambiguous to DuckDB 2); nothing was changed: run `{move}` "
+            "here, then run again (a pending load of the failed run then completes)"
+        )
+    if legacy.exists():
+        logger.warning("%s is not used any more: this version loads into %s", legacy.name, target.name)
+    return target
+
+
+def cli_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None) -> tuple[Any, Path | None]:
+    """The pipeline a CLI command runs, and its DuckDB file when the destination is DuckDB."""
+    pipeline = make_pipeline(name, destination, dataset, pipelines_dir)
+    if destination != "duckdb":
+        return pipeline, None
+    import dlt
+
+    path = duckdb_file(name, dataset, pipeline_duckdb_file(pipeline))
+    if not path.exists() and not pipeline.first_run:
+        logger.warning(
+            "pipeline %s loaded before, but %s does not exist: if the data of earlier runs is in another "
+            "file, stop this run (Ctrl-C) and move that file here; dlt otherwise starts the pipeline over",
+            name, path,
+        )  # fmt: skip
+    return make_pipeline(name, dlt.destinations.duckdb(str(path)), dataset, pipelines_dir), path
 
 
 def _engagement_count(pipeline: Any) -> int:
@@ -85,8 +135,13 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
         kwargs["refresh"] = "drop_sources"
     few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
     with bounded_duckdb(pipeline.destination.destination_name):
+        if pipeline.has_pending_data:
+            # dlt's run() would load them and return without extracting: load them, then this run's data
+            logger.warning("pipeline %s: loading the package(s) an earlier run left first", pipeline.pipeline_name)
+            pipeline.run()
         pipeline.run(source, **kwargs)
-    counts = pipeline.last_trace.last_normalize_info.row_counts
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    counts = normalized.row_counts if normalized is not None else {}
     rows = stored_counts({k: v for k, v in counts.items() if not k.startswith("_dlt")}, pipeline.default_schema.tables)
     written = rows.get("engagements", 0)
     after = _engagement_count(pipeline)
@@ -126,16 +181,49 @@ def bounded_duckdb(destination_name: str) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def explain(error: BaseException) -> str:
-    """The message a user should see: our own error if one is in the chain, else the outermost."""
-    seen: set[int] = set()
+def causes(error: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first (explicit causes, else unsuppressed contexts)."""
+    chain: list[BaseException] = []
     current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, StudioError):
-            return str(current)
-        current = current.__cause__ or current.__context__
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return chain
+
+
+ORIGINS = {"duckdb": "DuckDB", "psycopg": "PostgreSQL"}  # the database libraries' exceptions, by module
+MAX_CAUSE_CHARS = 400
+
+
+def describe(error: BaseException) -> str:
+    """One line for an exception: where it comes from and the first line of its message."""
+    module = type(error).__module__.lstrip("_")
+    origin = next((name for prefix, name in ORIGINS.items() if module.startswith(prefix)), type(error).__name__)
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    if len(first) > MAX_CAUSE_CHARS:
+        first = first[:MAX_CAUSE_CHARS] + "..."
+    return f"{origin}: {first}" if first else origin
+
+
+def explain(error: BaseException) -> str:
+    """The message a user should see: our own error if one is in the chain, else the root cause.
+
+    A failed dlt step (PipelineStepFailed) is named with its innermost exception, e.g. ``the load
+    step failed: DuckDB: Binder Error: ...``: dlt's outer message spans many lines, and its first
+    one ends in "with exception:". Only first lines are shown: database errors put row values on
+    their DETAIL lines, and no error here carries credentials.
+    """
+    chain = causes(error)
+    ours = next((e for e in chain if isinstance(e, StudioError)), None)
+    if ours is not None:
+        return str(ours)
+    root = describe(chain[-1])
+    step = getattr(error, "step", None)
+    if isinstance(step, str) and type(error).__name__ == "PipelineStepFailed":
+        return f"the {step} step failed: {root}"
+    if len(chain) == 1:
+        return root
+    return f"{describe(error)} (caused by {root})"
 
 
 # ---------------------------------------------------------------------------- commands
@@ -158,8 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unknown:
             raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
         source = source.with_resources(*wanted)
-    pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
+    pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+    with run_lock(pipeline):  # before any request: a second run of this pipeline stops here
+        summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
     return 0
 
@@ -242,6 +331,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.duckdb:
         runner = duckdb_runner(args.duckdb, args.dataset)
+    elif args.destination == "duckdb":
+        _, path = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+        if path is None or not path.exists():
+            raise UserError(f"no DuckDB file {path}: load it with `twilio-studio run` first, or pass --duckdb FILE")
+        runner = duckdb_runner(str(path), args.dataset)
     else:
         runner = dlt_runner(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
     data = build_report(runner, args.dataset, top_n=args.top)
@@ -330,17 +424,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("twilio_studio").setLevel(level)
     try:
         return int(args.func(args))
-    except (UserError, StudioError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        busy = next((c for c in causes(e) if isinstance(c, RunInProgressError)), None)
+        if busy is None:
+            return failed(e)
+        print(f"error: {busy}", file=sys.stderr)
+        return EX_TEMPFAIL
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # dlt wraps our errors: show ours, one line, no traceback
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("failure", exc_info=True)
-        print(f"error: {explain(e)}", file=sys.stderr)
-        return 1
+
+
+def failed(error: Exception) -> int:
+    """Prints an error as one line and returns the exit code: 2 for what the user can fix, else 1."""
+    if isinstance(error, (UserError, StudioError)):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # dlt wraps our errors: show ours, or the root cause, one line, no traceback
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("failure", exc_info=error)
+    print(f"error: {explain(error)}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

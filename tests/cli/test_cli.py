@@ -44,7 +44,7 @@ def test_run_loads_and_summarizes_then_incremental_writes_only_changes(emulator:
     assert "120 engagements written (120 new, 0 updated)" in first.stdout
     assert re.search(r"engagements__widgets\s+\d+", first.stdout)
     assert "page 1, 60 engagements read" in first.stderr  # per-flow progress
-    with duckdb.connect(str(tmp_path / "cli_test.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "cli_test_data.duckdb"), read_only=True) as con:
         sids = {r[0] for r in con.execute("SELECT sid FROM twilio_studio.engagements").fetchall()}
     assert sids == expected_sids(emulator)
     emulator.advance(days=2)
@@ -132,7 +132,7 @@ def test_run_with_steps_resource(emulator: Emulator, tmp_path: Path) -> None:
             "--resources", "flows,engagements,engagement_steps")  # fmt: skip
     result = cli(*args, cwd=tmp_path, env=creds(emulator))
     assert result.returncode == 0, result.stderr
-    with duckdb.connect(str(tmp_path / "steps_cli.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "steps_cli_data.duckdb"), read_only=True) as con:
         steps = con.execute("SELECT count(*) FROM twilio_studio.engagement_steps").fetchone()
     d, now = emulator.dataset, emulator.now()
     want = sum(len(d.view(d.script(f, i), now).steps) for f in d.flows for i in range(*d.index_range(f, now)))

@@ -160,7 +160,7 @@ def test_secrets_appear_nowhere_in_logs_state_packages_trace_or_destination(tmp_
     assert any("(zlib+base64 payload)" in p and "_dlt_pipeline_state" in p for p in places), places  # package
     assert any("(decoded state)" in p and "_dlt_pipeline_state" in p for p in places), places  # destination
     assert any("(parquet rows)" in p for p in places), places
-    assert any(p.startswith("secret_test.duckdb: twilio_studio.engagements") for p in places), places
+    assert any(p.startswith("secret_test_data.duckdb: twilio_studio.engagements") for p in places), places
     assert "pipelines/secret_test/trace.pickle (bytes)" in written.where("still failed with HTTP 50")
     debug = outputs["a load with the auth token"]
     assert " urllib3.connectionpool DEBUG " in debug and "|[DEBUG]|" in debug  # our root DEBUG and dlt's
