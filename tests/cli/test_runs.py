@@ -251,7 +251,7 @@ def test_a_failed_step_names_its_cause_a_binder_error(tmp_path: Path) -> None:
     assert AUTH_TOKEN not in broken.stderr
 
 
-class Wrapped(Exception):
+class WrappedError(Exception):
     pass
 
 
@@ -263,14 +263,14 @@ def test_explain_names_the_innermost_cause_and_keeps_our_own_messages() -> None:
             except OSError as e:
                 raise ValueError("converting") from e
         except ValueError as e:
-            raise Wrapped("outer\nmore") from e
-    except Wrapped as e:
-        assert explain(e) == "Wrapped: outer (caused by OSError: disk full)"
+            raise WrappedError("outer\nmore") from e
+    except WrappedError as e:
+        assert explain(e) == "WrappedError: outer (caused by OSError: disk full)"
     try:
         try:
             raise ConfigurationError("page_size: 0 is out of range")
         except ConfigurationError as e:
-            raise Wrapped("Pipeline execution failed at `step=extract` with exception:") from e
-    except Wrapped as e:
+            raise WrappedError("Pipeline execution failed at `step=extract` with exception:") from e
+    except WrappedError as e:
         assert explain(e) == "page_size: 0 is out of range"
-    assert explain(Wrapped("")) == "Wrapped"
+    assert explain(WrappedError("")) == "WrappedError"
