@@ -8,16 +8,21 @@ Credentials come from .dlt/secrets.toml or SOURCES__TWILIO_STUDIO__* env vars; s
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import dlt
 
-from twilio_studio import twilio_studio_source
+from twilio_studio import run_lock, twilio_studio_source
 from twilio_studio.columnar import loader_file_format
+
+DUCKDB_FILE = "twilio_studio_data.duckdb"  # not dlt's default twilio_studio.duckdb: named like the dataset
 
 
 def load(destination: str = "duckdb") -> None:
-    pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination=destination, dataset_name="twilio_studio")
-    info = pipeline.run(twilio_studio_source(), loader_file_format=loader_file_format(destination))
+    target: Any = dlt.destinations.duckdb(DUCKDB_FILE) if destination == "duckdb" else destination
+    pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination=target, dataset_name="twilio_studio")
+    with run_lock(pipeline):  # a second run of this pipeline raises RunInProgressError before any request
+        info = pipeline.run(twilio_studio_source(), loader_file_format=loader_file_format(destination))
     print(info)
 
 

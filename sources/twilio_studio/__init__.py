@@ -1,8 +1,10 @@
 """dlt source for Twilio Studio: flows and engagements, with each engagement's context as tables.
 
-from twilio_studio import twilio_studio_source
-pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination="duckdb", dataset_name="twilio_studio")
-pipeline.run(twilio_studio_source())
+from twilio_studio import run_lock, twilio_studio_source
+pipeline = dlt.pipeline(pipeline_name="twilio_studio", dataset_name="twilio_studio",
+                        destination=dlt.destinations.duckdb("twilio_studio_data.duckdb"))
+with run_lock(pipeline):
+    pipeline.run(twilio_studio_source())
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ file and the demo's.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +122,17 @@ def test_report_with_no_option_finds_the_run(loads: dict[str, Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert (workdir / "twilio_studio_report.html").exists()
     (workdir / "twilio_studio_report.html").unlink()
+
+
+def test_pipeline_script_loads_into_the_documented_file(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "pipelines" / "twilio_studio_pipeline.py"
+    with Emulator(Dataset(seed=5, flows=1, engagements_per_flow=10)) as emu:
+        env = {**env_for(emu, tmp_path / "work"), "SOURCES__TWILIO_STUDIO__BASE_URL": emu.base_url}
+        (tmp_path / "work").mkdir()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")} | env
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "work", env=full_env,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with duckdb.connect(str(tmp_path / "work" / "twilio_studio_data.duckdb"), read_only=True) as con:
+            sids = {r[0] for r in con.execute("SELECT sid FROM twilio_studio.engagements").fetchall()}
+        assert sids == expected_sids(emu)
