@@ -126,8 +126,16 @@ def test_per_day_counts_equal_group_by_and_emulator(studio: Studio) -> None:
 def test_days_are_utc_whatever_the_session_time_zone(
     studio: Studio, monkeypatch: pytest.MonkeyPatch, zone: str
 ) -> None:
-    monkeypatch.setenv("TZ", zone)  # DuckDB takes its session TimeZone from the process's zone
+    monkeypatch.setenv("TZ", zone)  # DuckDB 2 takes its session TimeZone from the process's zone
     time.tzset()
+    connect = duckdb.connect
+
+    def connect_in_zone(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        con = connect(*args, **kwargs)
+        con.execute(f"SET TimeZone = '{zone}'")  # DuckDB 1.x keeps the zone it found at import
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", connect_in_zone)
     try:
         assert duckdb_runner(studio.loaded.db, DATASET)("SELECT current_setting('TimeZone')") == [(zone,)]
         report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET)
