@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -97,15 +98,18 @@ def duckdb_file(name: str, dataset: str, configured: str | None) -> Path:
     return target
 
 
-def cli_pipeline(name: str, destination: str, dataset: str, pipelines_dir: str | None) -> tuple[Any, Path | None]:
-    """The pipeline a CLI command runs, and its DuckDB file when the destination is DuckDB."""
+def cli_pipeline(
+    name: str, destination: str, dataset: str, pipelines_dir: str | None, loads: bool = True
+) -> tuple[Any, Path | None]:
+    """The pipeline a CLI command runs (``loads``: it will load), and its DuckDB file when the
+    destination is DuckDB."""
     pipeline = make_pipeline(name, destination, dataset, pipelines_dir)
     if destination != "duckdb":
         return pipeline, None
     import dlt
 
     path = duckdb_file(name, dataset, pipeline_duckdb_file(pipeline))
-    if not path.exists() and not pipeline.first_run:
+    if loads and not path.exists() and not pipeline.first_run:
         logger.warning(
             "pipeline %s loaded before, but %s does not exist: if the data of earlier runs is in another "
             "file, stop this run (Ctrl-C) and move that file here; dlt otherwise starts the pipeline over",
@@ -193,13 +197,24 @@ def causes(error: BaseException) -> list[BaseException]:
 
 ORIGINS = {"duckdb": "DuckDB", "psycopg": "PostgreSQL"}  # the database libraries' exceptions, by module
 MAX_CAUSE_CHARS = 400
+# what a database quotes from the data it could not take: PostgreSQL's "at or near <SQL>", phone
+# numbers and e-mail addresses (a contact address is personal data; identifiers and paths stay)
+NEAR_SQL = re.compile(r"\s+at or near\b.*$")
+PHONE = re.compile(r"\+\d[\d ().-]{5,}\d|\b\d{9,}\b")  # E.164 and the like; dates and pids stay
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redact(line: str) -> str:
+    """A database's message line without the values it quotes from rows or SQL."""
+    line = NEAR_SQL.sub(" (near a value not shown)", line)
+    return EMAIL.sub("<address>", PHONE.sub("<number>", line))
 
 
 def describe(error: BaseException) -> str:
     """One line for an exception: where it comes from and the first line of its message."""
     module = type(error).__module__.lstrip("_")
     origin = next((name for prefix, name in ORIGINS.items() if module.startswith(prefix)), type(error).__name__)
-    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    first = redact(next((line.strip() for line in str(error).splitlines() if line.strip()), ""))
     if len(first) > MAX_CAUSE_CHARS:
         first = first[:MAX_CAUSE_CHARS] + "..."
     return f"{origin}: {first}" if first else origin
@@ -332,7 +347,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.duckdb:
         runner = duckdb_runner(args.duckdb, args.dataset)
     elif args.destination == "duckdb":
-        _, path = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+        _, path = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir, loads=False)
         if path is None or not path.exists():
             raise UserError(f"no DuckDB file {path}: load it with `twilio-studio run` first, or pass --duckdb FILE")
         runner = duckdb_runner(str(path), args.dataset)

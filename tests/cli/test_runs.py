@@ -274,3 +274,24 @@ def test_explain_names_the_innermost_cause_and_keeps_our_own_messages() -> None:
     except WrappedError as e:
         assert explain(e) == "page_size: 0 is out of range"
     assert explain(WrappedError("")) == "WrappedError"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        pytest.param("unterminated quoted string at or near \"E'+15551234567\"",
+                     "unterminated quoted string (near a value not shown)", id="postgres_near_sql"),
+        pytest.param('Conversion Error: Could not convert string "+44 7700 900123" to INT32',
+                     'Conversion Error: Could not convert string "<number>" to INT32', id="phone_number"),
+        pytest.param("Constraint Error: duplicate key \"jane.doe@example.com\"",
+                     'Constraint Error: duplicate key "<address>"', id="email"),
+        pytest.param('IO Error: Could not set lock on file "/tmp/a/twilio_studio_data.duckdb": Conflicting lock '
+                     "is held in /usr/bin/python3 (PID 4242)",
+                     'IO Error: Could not set lock on file "/tmp/a/twilio_studio_data.duckdb": Conflicting lock '
+                     "is held in /usr/bin/python3 (PID 4242)", id="paths_and_pids_stay"),
+        pytest.param('Invalid Input Error: timestamp "2026-03-01 12:00:00" is out of range',
+                     'Invalid Input Error: timestamp "2026-03-01 12:00:00" is out of range', id="dates_stay"),
+    ],
+)  # fmt: skip
+def test_explain_shows_no_values_a_database_quotes(message: str, shown: str) -> None:
+    assert explain(RuntimeError(f"{message}\nDETAIL: Key (sid)=(FN1) and +15551234567")) == f"RuntimeError: {shown}"
