@@ -295,3 +295,15 @@ def test_explain_names_the_innermost_cause_and_keeps_our_own_messages() -> None:
 )  # fmt: skip
 def test_explain_shows_no_values_a_database_quotes(message: str, shown: str) -> None:
     assert explain(RuntimeError(f"{message}\nDETAIL: Key (sid)=(FN1) and +15551234567")) == f"RuntimeError: {shown}"
+
+
+def test_a_missing_file_of_a_pipeline_that_ran_is_said_and_everything_is_loaded_again(tmp_path: Path) -> None:
+    with Emulator(Dataset(seed=3, flows=1, engagements_per_flow=10)) as emu:
+        first = cli("run", cwd=tmp_path, env=user_env(emu, tmp_path))
+        assert first.returncode == 0, first.stderr
+        (tmp_path / "twilio_studio_data.duckdb").unlink()  # moved away, or cron started elsewhere
+        again = cli("run", cwd=tmp_path, env=user_env(emu, tmp_path))
+        assert again.returncode == 0, again.stderr
+        assert "pipeline twilio_studio loaded before, but " in again.stderr
+        assert "does not exist: if the data of earlier runs is in another file" in again.stderr
+        assert stored_sids(tmp_path / "twilio_studio_data.duckdb") == expected_sids(emu)  # not only changes
