@@ -169,6 +169,7 @@ def twilio_studio_source(
     lookback_seconds: float = 0,
     max_attempts: int = RetryPolicy.max_attempts,
     request_timeout: float = RetryPolicy.timeout,
+    keep_card_data: bool = False,
 ) -> Sequence[DltResource]:
     """Loads Studio flows and engagements (latest state per engagement, merged on sid).
 
@@ -195,6 +196,9 @@ def twilio_studio_source(
         lookback_seconds: Re-read engagements this far behind a flow's saved cursor (late updates).
         max_attempts: Attempts per request before a run fails (429, 5xx, resets, timeouts).
         request_timeout: Seconds to wait for one response.
+        keep_card_data: Keep the card data of Capture Payments widgets (card number, expiry date,
+            security code, postal code, payment token). By default each is replaced by
+            ``[redacted]`` in every context before it is normalized or written.
 
     Returns:
         Resources ``flows`` and ``engagements`` (selected by default), and ``engagement_steps``,
@@ -218,6 +222,7 @@ def twilio_studio_source(
             lookback_seconds=lookback_seconds,
             max_attempts=max_attempts,
             request_timeout=request_timeout,
+            keep_card_data=keep_card_data,
         )
     )
     client = StudioClient(
@@ -259,7 +264,8 @@ def twilio_studio_source(
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
         walker = EngagementWalker(
-            client, window, options.context_mode, options.max_concurrency, options.page_size, kind
+            client, window, options.context_mode, options.max_concurrency, options.page_size, kind,
+            keep_card_data=options.keep_card_data,
         )
 
         def save(flow_sid: str, cursor: FlowCursor) -> None:
@@ -329,7 +335,9 @@ def twilio_studio_source(
         parents = parent_rows(parents, kind.name)
         if not parents:
             return
-        fetcher = StepFetcher(client, kind, options.context_mode, options.max_concurrency)
+        fetcher = StepFetcher(
+            client, kind, options.context_mode, options.max_concurrency, keep_card_data=options.keep_card_data
+        )
         try:
             rows = fetcher.rows(parents)
         finally:

@@ -254,6 +254,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             options[name] = value
     if args.flow:
         options["flow_sids"] = args.flow
+    if args.keep_card_data:
+        options["keep_card_data"] = True
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
     if args.resources:
         wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
@@ -312,7 +314,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults
 
-    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements)
+    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements,
+                      payment_flows=args.payment_flows)  # fmt: skip
     faults = Faults(
         latency=args.latency,
         max_concurrency=args.max_concurrency,
@@ -394,6 +397,9 @@ def parser() -> argparse.ArgumentParser:
                      help="comma-separated: flows, engagements, engagement_steps, executions, execution_steps "
                      "(default flows,engagements)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    run.add_argument("--keep-card-data", action="store_true",
+                     help="store the card data of Capture Payments widgets instead of [redacted] "
+                     "(PCI DSS scope: see README 'Security')")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
@@ -410,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--seed", type=int, default=7)
     emu.add_argument("--flows", type=int, default=3)
     emu.add_argument("--engagements", type=int, default=1000, help="per flow")
+    emu.add_argument("--payment-flows", type=int, default=0,
+                     help="flows with a Capture Payments widget (card data in contexts), after the others")  # fmt: skip
     emu.add_argument("--realtime", action="store_true", help="the clock follows the wall clock")
     emu.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
     emu.add_argument("--max-concurrency", type=int, default=None, help="above this many requests in flight: 429")

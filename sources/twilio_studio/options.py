@@ -53,6 +53,7 @@ class SourceOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    keep_card_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ValidOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    keep_card_data: bool = False
 
     def __repr__(self) -> str:  # never show the password, not even in a debugger or a traceback
         return f"ValidOptions(base_url={self.base_url!r}, flow_sids={self.flow_sids!r}, ...)"
@@ -206,6 +208,10 @@ def validate_options(o: SourceOptions) -> ValidOptions:
             )
     if o.request_timeout == 0:
         raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")
+    if not isinstance(o.keep_card_data, bool):
+        raise ConfigurationError(
+            f"keep_card_data: {_shown(o.keep_card_data)} is not true or false ({where('keep_card_data')})"
+        )
     username, password = _credentials(o)
     return ValidOptions(
         flow_sids=flow_sids,
@@ -222,4 +228,5 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         lookback_seconds=float(o.lookback_seconds),
         max_attempts=max_attempts,
         request_timeout=float(o.request_timeout),
+        keep_card_data=o.keep_card_data,
     )
