@@ -311,11 +311,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
-    from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults
+def emulator_credentials(args: argparse.Namespace) -> Any:
+    """The emulator's credentials: options, then Twilio's env vars, then the documented defaults."""
+    from twilio_studio.emulator import Credentials
+    from twilio_studio.settings import ACCOUNT_SID_RE, API_KEY_SID_RE
 
+    def pick(option: str | None, *env: str, default: str) -> str:
+        if option is not None:
+            return option
+        return next((os.environ[name] for name in env if os.environ.get(name)), default)
+
+    defaults = Credentials()
+    creds = Credentials(
+        account_sid=pick(args.account_sid, "TWILIO_ACCOUNT_SID", default=defaults.account_sid),
+        auth_token=pick(
+            args.auth_token, "TWILIO_AUTH_TOKEN", "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN", default=defaults.auth_token
+        ),
+        api_key_sid=pick(args.api_key_sid, "TWILIO_API_KEY", default=defaults.api_key_sid),
+        api_key_secret=pick(args.api_key_secret, "TWILIO_API_SECRET", default=defaults.api_key_secret),
+    )
+    if not ACCOUNT_SID_RE.match(creds.account_sid):
+        raise UserError("--account-sid (or TWILIO_ACCOUNT_SID) is not AC followed by 32 hex digits")
+    if not API_KEY_SID_RE.match(creds.api_key_sid):
+        raise UserError("--api-key-sid (or TWILIO_API_KEY) is not SK followed by 32 hex digits")
+    for name, value in (("--auth-token", creds.auth_token), ("--api-key-secret", creds.api_key_secret)):
+        if not value or any(c.isspace() or c == ":" for c in value):
+            raise UserError(f"{name} must be non-empty, without spaces or ':'")
+    return creds
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from twilio_studio.emulator import Dataset, Emulator, Faults
+
+    credentials = emulator_credentials(args)  # checked before anything starts
     dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements,
-                      payment_flows=args.payment_flows)  # fmt: skip
+                      payment_flows=args.payment_flows, account_sid=credentials.account_sid)  # fmt: skip
     faults = Faults(
         latency=args.latency,
         max_concurrency=args.max_concurrency,
@@ -325,16 +355,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         truncate_rate=args.truncate_rate,
         seed=args.seed,
     )
-    credentials = Credentials(
-        account_sid=dataset.account_sid,
-        auth_token=os.environ.get("TWILIO_STUDIO_EMULATOR_AUTH_TOKEN", Credentials.auth_token),
-    )
+    credentials = emulator_credentials(args)
     emu = Emulator(dataset, host=args.host, port=args.port, credentials=credentials, faults=faults,
                    realtime=args.realtime)  # fmt: skip
     print(
         f"Studio emulator on http://{args.host}:{args.port} ({args.flows} flows x {args.engagements} "
-        f"engagements, seed {args.seed}); account_sid {credentials.account_sid}, auth token from "
-        "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN or the documented default. Ctrl-C stops it.",
+        f"engagements, seed {args.seed}); account_sid {credentials.account_sid}, API key "
+        f"{credentials.api_key_sid} (token and secret as given, never printed). Ctrl-C stops it.",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):
@@ -404,18 +431,29 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
     demo.add_argument("--dir", default=".", help="where the DuckDB file and report go (default: here)")
-    demo.add_argument("--flows", type=int, default=4)
-    demo.add_argument("--engagements", type=int, default=1500, help="per flow")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--advance-hours", type=float, default=36.0)
+    demo.add_argument("--flows", type=int, default=4, help="flows in the emulated account (default 4)")
+    demo.add_argument("--engagements", type=int, default=1500, help="engagements per flow (default 1500)")
+    demo.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
+    demo.add_argument("--advance-hours", type=float, default=36.0,
+                      help="how far the clock moves between the two loads (default 36)")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     emu = sub.add_parser("emulator", help="run the Studio API emulator in the foreground")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8080)
-    emu.add_argument("--seed", type=int, default=7)
-    emu.add_argument("--flows", type=int, default=3)
-    emu.add_argument("--engagements", type=int, default=1000, help="per flow")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emu.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free one)")
+    emu.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
+    emu.add_argument("--flows", type=int, default=3, help="flows in the emulated account (default 3)")
+    emu.add_argument("--engagements", type=int, default=1000, help="engagements per flow (default 1000)")
+    emu.add_argument("--account-sid", default=None,
+                     help="the account SID clients authenticate with (env TWILIO_ACCOUNT_SID; "
+                     "default ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)")  # fmt: skip
+    emu.add_argument("--auth-token", default=None,
+                     help="its auth token (env TWILIO_AUTH_TOKEN; default emulator-auth-token)")  # fmt: skip
+    emu.add_argument("--api-key-sid", default=None,
+                     help="an API key SID accepted too (env TWILIO_API_KEY; "
+                     "default SKaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)")  # fmt: skip
+    emu.add_argument("--api-key-secret", default=None,
+                     help="that key's secret (env TWILIO_API_SECRET; default emulator-api-secret)")  # fmt: skip
     emu.add_argument("--payment-flows", type=int, default=0,
                      help="flows with a Capture Payments widget (card data in contexts), after the others")  # fmt: skip
     emu.add_argument("--realtime", action="store_true", help="the clock follows the wall clock")
@@ -431,7 +469,8 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="analytics over a loaded dataset: terminal tables and one HTML file")
     destination_args(rep)
     rep.add_argument("--duckdb", default=None, help="read this DuckDB file directly")
-    rep.add_argument("--output", default="twilio_studio_report.html")
+    rep.add_argument("--output", default="twilio_studio_report.html",
+                     help="the HTML file to write (default twilio_studio_report.html)")  # fmt: skip
     rep.add_argument("--top", type=int, default=10, help="top values per flow-data key")
     rep.set_defaults(func=cmd_report)
     return p

@@ -111,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.emulator.serve(self)
 
+    def do_DELETE(self) -> None:
+        self.server.emulator.serve(self)
+
 
 class Emulator:
     """The Studio API on ``http://host:port``: start it, point a client at ``base_url``, stop it.
@@ -220,11 +223,15 @@ class Emulator:
         if path.startswith(CONTROL_PREFIX):
             self._send(h, self._control(h.command, path, query), count=False)  # stats count API requests
             return
+        body = self._read_body(h)
         with self._lock:
             self.stats.requests += 1
             self.stats.paths.append(path)
             self.stats.queries.append(h.path)
-        if h.command != "GET":
+        if body is None:
+            self._send(h, error_response(400, 20001, "Invalid Content-Length"))
+            return
+        if h.command not in ("GET", "POST", "DELETE"):
             self._send(h, error_response(405, 20004, "Method not allowed"))
             return
         account = self._authenticate(h)
@@ -254,7 +261,11 @@ class Emulator:
                 self._send(h, error_response(code, 20500, "Internal Server Error"))
                 return
             origin = f"http://{h.headers.get('Host') or self._host_port()}"
-            response = self.api.handle(origin, path, query)
+            try:
+                response = self.api.handle(origin, path, query, h.command, body)
+            except Exception:  # a bug must cost a 500, never the client's connection
+                logger.exception("emulator: %s %s failed", h.command, path)
+                response = error_response(500, 20500, "Internal Server Error")
             if fault == "truncate" and response.status == 200:
                 self._send(h, response, truncate=True)
                 return
@@ -262,6 +273,17 @@ class Emulator:
         finally:
             with self._lock:
                 self._in_flight[account] -= 1
+
+    @staticmethod
+    def _read_body(h: _Handler) -> bytes | None:
+        """The request's body (form fields of a write); None for a Content-Length that is not a size."""
+        raw = h.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        if not raw.strip().isdigit() or int(raw) > 1 << 20:
+            h.close_connection = True  # the body's end is unknown: this connection cannot carry another
+            return None
+        return h.rfile.read(int(raw)) if int(raw) else b""
 
     def _host_port(self) -> str:
         assert self._server is not None
