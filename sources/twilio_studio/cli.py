@@ -1,4 +1,4 @@
-"""The ``twilio-studio`` command: run, demo, emulator, report."""
+"""The ``twilio-studio`` command: run, demo, emulator, erase, report."""
 
 from __future__ import annotations
 
@@ -369,6 +369,61 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_secret(name: str) -> Any:
+    """A value of the source's config section (``sources.twilio_studio.<name>``), as ``run`` reads it."""
+    import dlt
+
+    return dlt.secrets.get(f"sources.twilio_studio.{name}")
+
+
+def _twilio_client(base_url: str | None) -> Any:
+    """A Studio client with the source's credentials (dlt config), checked before any request."""
+    from twilio_studio.client import RetryPolicy, StudioClient
+    from twilio_studio.options import SourceOptions, validate_options
+
+    options = validate_options(
+        SourceOptions(
+            flow_sids=None, account_sid=_source_secret("account_sid"), auth_token=_source_secret("auth_token"),
+            api_key_sid=_source_secret("api_key_sid"), api_key_secret=_source_secret("api_key_secret"),
+            base_url=base_url or _source_secret("base_url") or DEFAULT_BASE_URL, page_size=DEFAULT_PAGE_SIZE,
+            context_mode=DEFAULT_CONTEXT_MODE, write_mode=DEFAULT_WRITE_MODE, widget_fields="arrays",
+            max_concurrency=DEFAULT_MAX_CONCURRENCY, start_date=None, end_date=None, lookback_seconds=0,
+            max_attempts=RetryPolicy.max_attempts, request_timeout=RetryPolicy.timeout,
+        )
+    )  # fmt: skip
+    return StudioClient(options.base_url, options.username, options.password)
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from twilio_studio.erase import contact_values, erase_contact
+
+    try:
+        contact_values(args.contact, None)
+    except ValueError as e:
+        raise UserError(f"--contact: {e}") from None
+    twilio = _twilio_client(args.base_url) if args.in_twilio else None
+    if args.duckdb:
+        if not Path(args.duckdb).exists():
+            raise UserError(f"--duckdb: no such file: {args.duckdb}")
+        import dlt
+
+        pipeline = dlt.pipeline(
+            args.pipeline_name, args.pipelines_dir, destination=dlt.destinations.duckdb(args.duckdb),
+            dataset_name=args.dataset,
+        )  # fmt: skip
+    else:
+        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+    try:
+        report = erase_contact(
+            pipeline, args.contact, pseudonymize_key=_source_secret("pseudonymize_key"), dry_run=args.dry_run,
+            twilio=twilio,
+        )  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(report.render())
+    return 1 if report.failed_in_twilio else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if args.duckdb and not Path(args.duckdb).exists():
         raise UserError(f"--duckdb: no such file: {args.duckdb}")
@@ -465,6 +520,19 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
     emu.add_argument("--truncate-rate", type=float, default=0.0, help="share of cut-short bodies")
     emu.set_defaults(func=cmd_emulator)
+
+    erase = sub.add_parser("erase", help="remove every row of one contact from the destination (and Twilio)")
+    destination_args(erase)
+    erase.add_argument("--contact", required=True, metavar="ADDRESS",
+                       help="the contact's address as Twilio shows it, e.g. +14155550100 or client:alice; "
+                       "found by its keyed hash too when pseudonymize_key is configured")  # fmt: skip
+    erase.add_argument("--duckdb", default=None, help="erase in this DuckDB file (instead of --destination)")
+    erase.add_argument("--dry-run", action="store_true", help="print per table what would go; change nothing")
+    erase.add_argument("--in-twilio", action="store_true",
+                       help="also delete the contact's engagements and executions in Twilio (credentials as "
+                       "for run), so no later load brings them back")  # fmt: skip
+    erase.add_argument("--base-url", default=None, help=f"Studio host for --in-twilio (default {DEFAULT_BASE_URL})")
+    erase.set_defaults(func=cmd_erase)
 
     rep = sub.add_parser("report", help="analytics over a loaded dataset: terminal tables and one HTML file")
     destination_args(rep)
