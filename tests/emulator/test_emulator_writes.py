@@ -215,6 +215,9 @@ def test_writes_need_credentials_and_a_known_flow(start_emulator: StartEmulator)
     assert http.post(unknown, data={"To": CONTACT, "From": FLOW_NUMBER}, timeout=10).status_code == 404
     r = http.post(f"{url}/{sid}", data={"Status": "ended"}, timeout=10)  # engagements cannot be updated
     assert r.status_code == 405 and twilio_error(r)["code"] == 20004
+    for method in ("PUT", "PATCH"):
+        r = http.request(method, f"{url}/{sid}", data={"Status": "ended"}, timeout=10)
+        assert r.status_code == 405 and twilio_error(r)["code"] == 20004
     assert len(StudioHttp(emulator.base_url).records(url)) == 5
 
 

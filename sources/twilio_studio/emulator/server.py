@@ -114,6 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self.server.emulator.serve(self)
 
+    def do_PUT(self) -> None:  # not in Twilio's API: a 405 with Twilio's body, like other methods
+        self.server.emulator.serve(self)
+
+    def do_PATCH(self) -> None:
+        self.server.emulator.serve(self)
+
 
 class Emulator:
     """The Studio API on ``http://host:port``: start it, point a client at ``base_url``, stop it.
