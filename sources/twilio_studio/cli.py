@@ -407,19 +407,23 @@ def cmd_erase(args: argparse.Namespace) -> int:
             raise UserError(f"--duckdb: no such file: {args.duckdb}")
         import dlt
 
-        pipeline = dlt.pipeline(
-            args.pipeline_name, args.pipelines_dir, destination=dlt.destinations.duckdb(args.duckdb),
-            dataset_name=args.dataset,
-        )  # fmt: skip
+        destination = dlt.destinations.duckdb(args.duckdb)
+        pipeline = make_pipeline(args.pipeline_name, destination, args.dataset, args.pipelines_dir)
     else:
-        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    try:
-        report = erase_contact(
-            pipeline, args.contact, pseudonymize_key=_source_secret("pseudonymize_key"), dry_run=args.dry_run,
-            twilio=twilio,
-        )  # fmt: skip
-    except ValueError as e:
-        raise UserError(str(e)) from None
+        pipeline, path = cli_pipeline(
+            args.pipeline_name, args.destination, args.dataset, args.pipelines_dir, loads=False
+        )
+        if path is not None and not path.exists():
+            raise UserError(f"no DuckDB file {path}: pass the file `run` loaded into with --duckdb FILE")
+    # a load running meanwhile could write the contact's rows again: erasure takes the run lock too
+    with contextlib.nullcontext() if args.dry_run else run_lock(pipeline):
+        try:
+            report = erase_contact(
+                pipeline, args.contact, pseudonymize_key=_source_secret("pseudonymize_key"), dry_run=args.dry_run,
+                twilio=twilio,
+            )  # fmt: skip
+        except ValueError as e:
+            raise UserError(str(e)) from None
     print(report.render())
     return 1 if report.failed_in_twilio else 0
 

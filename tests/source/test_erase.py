@@ -173,7 +173,7 @@ def test_erase_command(tmp_path: Path) -> None:
         run = cli("run", *common, "--resources", "flows,engagements,engagement_steps", cwd=tmp_path, env=env)
         assert run.returncode == 0, run.stderr
         address = contact_with_steps(emu)
-        db = str(tmp_path / "twilio_studio.duckdb")
+        db = str(tmp_path / "twilio_studio_data.duckdb")
         token = contact_values(address, KEY)[1]
 
         dry = cli("erase", *common, "--contact", address, "--dry-run", "--in-twilio", cwd=tmp_path, env=env)
