@@ -70,6 +70,10 @@ EXECUTION_COLUMNS: dict[str, Any] = {
 }
 STEP_COLUMNS: dict[str, Any] = {
     "sid": {"data_type": "text", "nullable": False},
+    **{c: {"data_type": "text"} for c in ("widget", "event")},
+    "step_index": {"data_type": "bigint"},
+    "dwell_seconds": {"data_type": "double"},
+    "is_terminal": {"data_type": "bool"},
     **{c: {"data_type": "text"} for c in ("name", "type", "transitioned_from", "transitioned_to", "parent_step_sid")},
     "date_created": dict(TIMESTAMP),
     "date_updated": dict(TIMESTAMP),
@@ -264,7 +268,12 @@ def twilio_studio_source(
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
         walker = EngagementWalker(
-            client, window, options.context_mode, options.max_concurrency, options.page_size, kind,
+            client,
+            window,
+            options.context_mode,
+            options.max_concurrency,
+            options.page_size,
+            kind,
             keep_card_data=options.keep_card_data,
         )
 

@@ -242,18 +242,30 @@ def engagement_row(
 def step_row(
     item: dict[str, Any], context: dict[str, Any] | None, parent: str, fields: str = "arrays"
 ) -> dict[str, Any]:
-    """An ``engagement_steps`` / ``execution_steps`` row: one transition between two widgets."""
+    """An ``engagement_steps`` / ``execution_steps`` row: one widget that ran, its event, where it went.
+
+    As Twilio's spec defines a step: ``transitioned_from`` is the widget executed (``widget``),
+    ``name`` the event it ended with (``event``), ``transitioned_to`` the next widget or ``Ended``
+    (``is_terminal``) and ``type`` the executed widget's type. ``step_index`` and ``dwell_seconds``
+    need all of a parent's steps: ``steps.order_steps`` sets them.
+    """
     sid = item["sid"]
     flow_sid = item.get("flow_sid") or ""
+    transitioned_to = item.get("transitioned_to")
     row = {
         "sid": sid,
         "account_sid": item.get("account_sid"),
         "flow_sid": flow_sid,
         parent: item.get(parent),
+        "widget": item.get("transitioned_from"),
+        "event": item.get("name"),
+        "step_index": None,
+        "dwell_seconds": None,
+        "is_terminal": transitioned_to == "Ended" if isinstance(transitioned_to, str) else None,
         "name": item.get("name"),
         "type": item.get("type"),
         "transitioned_from": item.get("transitioned_from"),
-        "transitioned_to": item.get("transitioned_to"),
+        "transitioned_to": transitioned_to,
         "parent_step_sid": item.get("parent_step_sid"),
         "date_created": parse_time(item.get("date_created")),
         "date_updated": parse_time(item.get("date_updated")),

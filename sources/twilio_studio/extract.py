@@ -22,6 +22,7 @@ from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
 from twilio_studio.memory import rare_gc_passes
 from twilio_studio.redact import redact_card_data
+from twilio_studio.steps import order_steps
 
 logger = logging.getLogger("twilio_studio")
 
@@ -372,4 +373,4 @@ class StepFetcher:
                     if not self.keep_card_data:
                         context = redact_card_data(context)
                 rows.append(step_row(item, context, parent, self.kind.widget_fields))
-        return rows
+        return order_steps(rows)  # the parent's whole list: walk order, step_index, dwell_seconds

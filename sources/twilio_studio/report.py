@@ -204,10 +204,11 @@ class FunnelStep:
 
 @dataclass(frozen=True)
 class PathStep:
-    """Steps of one flow that executed ``to_widget`` coming from ``from_widget``: one edge of its path graph.
+    """Steps of one flow that executed ``from_widget`` and went on to ``to_widget``: one edge of its path graph.
 
-    ``from_widget`` is the step's ``transitioned_from`` (``Trigger`` for an engagement's first step),
-    ``to_widget`` the widget the step executed (its ``name``); ``percent`` is of all the flow's steps.
+    As Twilio's spec defines a step: ``from_widget`` is its ``transitioned_from``, the widget that ran
+    (``Trigger`` for an engagement's first step), ``to_widget`` its ``transitioned_to``, the widget
+    that ran next (``Ended`` where the engagement ended); ``percent`` is of all the flow's steps.
     """
 
     flow_sid: str
@@ -545,14 +546,14 @@ def _funnel(run: Runner, cur: _Current) -> tuple[list[FunnelStep], dict[str, int
 
 
 def _paths(run: Runner, t: _Tables, top_n: int) -> list[PathStep]:
-    """The ``top_n`` most common ``transitioned_from -> name`` pairs of each flow's steps.
+    """The ``top_n`` most common ``transitioned_from -> transitioned_to`` pairs of each flow's steps.
 
     Steps merge on their sid in every write mode: each step counts once. Ties are broken by the
     widget names in Python, so DuckDB and PostgreSQL (whose collations differ) rank alike.
     """
     rows = run(
-        "SELECT flow_sid, transitioned_from, name, count(*) "
-        f"FROM {t['engagement_steps']} WHERE flow_sid IS NOT NULL GROUP BY flow_sid, transitioned_from, name"
+        "SELECT flow_sid, transitioned_from, transitioned_to, count(*) "
+        f"FROM {t['engagement_steps']} WHERE flow_sid IS NOT NULL GROUP BY flow_sid, transitioned_from, transitioned_to"
     )
     per_flow: dict[str, list[tuple[str | None, str | None, int]]] = {}
     for flow, source, target, n in rows:
@@ -708,7 +709,7 @@ def _tables(data: ReportData) -> list[_Table]:
     )
     paths = _Table(
         f"Widget paths: the {data.top_n} most common transitions per flow (percent of the flow's steps)",
-        ("Flow", "From", "To widget", "Steps", "Percent"),
+        ("Flow", "Widget that ran", "Went to", "Steps", "Percent"),
         [
             (
                 name(p.flow_sid),

@@ -86,6 +86,13 @@ EXE2 = "/v2/Flows/{flow}/Executions/{sid}"
 OPERATIONS = [
     pytest.param("v1", "ListFlow", lambda s: ["/v1/Flows", "/v1/Flows?PageSize=1"], id="v1_flows_list"),
     pytest.param("v1", "FetchFlow", per_flow("/v1/Flows/{flow}"), id="v1_flow_fetch"),
+    pytest.param("v2", "ListFlow", lambda s: ["/v2/Flows", "/v2/Flows?PageSize=1"], id="v2_flows_list"),
+    pytest.param("v2", "FetchFlow", per_flow("/v2/Flows/{flow}"), id="v2_flow_fetch"),
+    pytest.param("v2", "ListFlowRevision", per_flow("/v2/Flows/{flow}/Revisions", PageSize="2"),
+                 id="v2_flow_revisions_list"),
+    pytest.param("v2", "FetchFlowRevision", per_flow("/v2/Flows/{flow}/Revisions/1"), id="v2_flow_revision_fetch"),
+    pytest.param("v2", "FetchFlowRevision", per_flow("/v2/Flows/{flow}/Revisions/LatestPublished"),
+                 id="v2_flow_revision_latest_published"),
     pytest.param("v1", "ListEngagement", per_flow("/v1/Flows/{flow}/Engagements", PageSize="50"),
                  id="v1_engagements_list"),
     pytest.param("v1", "FetchEngagement", per_engagement(ENG), id="v1_engagement_fetch"),
@@ -212,6 +219,8 @@ def test_flow_counts_match_the_dataset(listed: dict[str, list[dict[str, object]]
 # ------------------------------------------------------------------------ meta
 LISTS = [
     pytest.param("/v1/Flows", "flows", id="v1_flows"),
+    pytest.param("/v2/Flows", "flows", id="v2_flows"),
+    pytest.param("/v2/Flows/{flow}/Revisions", "revisions", id="v2_flow_revisions"),
     pytest.param("/v1/Flows/{flow}/Engagements", "engagements", id="v1_engagements"),
     pytest.param("/v1/Flows/{flow}/Executions", "executions", id="v1_executions"),
     pytest.param("/v2/Flows/{flow}/Executions", "executions", id="v2_executions"),

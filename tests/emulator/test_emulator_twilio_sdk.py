@@ -99,7 +99,14 @@ def test_sdk_reads_an_engagements_context_and_steps(start_emulator: StartEmulato
     assert context.engagement_sid == sid
     assert [s.sid for s in steps] == [s.sid for s in reversed(view.steps)]
     assert [s.sid for s in v2_steps] == [s.sid for s in reversed(view.steps)]
-    assert [s.name for s in steps] == [s.widget.name for s in reversed(view.steps)]
+    # the spec's reading: name is the event, transitioned_from the widget that ran, type its type
+    walked = list(reversed(view.steps))
+    assert [s.name for s in steps] == [s.event for s in walked]
+    assert [(s.transitioned_from, s.transitioned_to, s.type) for s in steps] == [
+        (s.widget.name, s.transitioned_to, s.widget.type) for s in walked
+    ]
+    assert (steps[-1].name, steps[-1].transitioned_from, steps[-1].type) == ("incomingMessage", "Trigger", "trigger")
+    assert steps[0].transitioned_to == "Ended"
 
 
 def test_sdk_raises_twilios_error_for_an_unknown_engagement(start_emulator: StartEmulator) -> None:

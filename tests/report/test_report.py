@@ -197,7 +197,10 @@ def test_durations_skip_ended_engagements_without_date_updated(studio: Studio) -
 def test_funnel_follows_the_flow_and_counts_distinct_engagements(studio: Studio, flow_index: int) -> None:
     flow = studio.emu.dataset.flows[flow_index]
     steps = [s for s in studio.report.funnel if s.flow_sid == flow.sid]
-    assert [s.widget for s in steps] == [w.name for w in flow.widgets]  # every path is a prefix
+    views = [v for v in studio.views() if v.script.flow.sid == flow.sid]
+    # every widget of every revision that engagements ran, the flow's first widget first
+    assert {s.widget for s in steps} == {name for v in views for name in v.context["widgets"]}
+    assert steps[0].widget == flow.widgets[0].name
     reached = dict(
         studio.loaded.sql(
             "SELECT name, count(DISTINCT engagement_sid) FROM engagements__widgets WHERE flow_sid = ? GROUP BY name",
@@ -205,10 +208,8 @@ def test_funnel_follows_the_flow_and_counts_distinct_engagements(studio: Studio,
         )
     )
     assert {s.widget: s.reached for s in steps} == reached
-    views = [v for v in studio.views() if v.script.flow.sid == flow.sid]
-    assert steps[0].reached == sum(1 for v in views if v.steps)
+    assert steps[0].reached == sum(1 for v in views if v.context["widgets"])
     assert studio.report.funnel_entered[flow.sid] == steps[0].reached
-    assert [s.reached for s in steps] == sorted((s.reached for s in steps), reverse=True)
     assert steps[-1].reached < steps[0].reached, "callers drop out along the way in the emulator"
 
 
@@ -407,10 +408,8 @@ def test_text_columns_line_up(studio: Studio) -> None:
 
 # ------------------------------------------------------------------------------------------- paths
 def emulator_paths(views: list[EngagementView], flow_sid: str) -> Counter[tuple[str, str]]:
-    """(transitioned_from, widget) -> steps of one flow, from the emulator's own steps."""
-    return Counter(
-        (s.transitioned_from, s.widget.name) for v in views if v.script.flow.sid == flow_sid for s in v.steps
-    )
+    """(widget that ran, where it went) -> steps of one flow, from the emulator's own steps."""
+    return Counter((s.widget.name, s.transitioned_to) for v in views if v.script.flow.sid == flow_sid for s in v.steps)
 
 
 @pytest.mark.parametrize("flow_index", range(FLOWS), ids=[f"flow_{i}" for i in range(FLOWS)])
@@ -419,7 +418,8 @@ def test_paths_equal_group_by_and_emulator(studio: Studio, flow_index: int) -> N
     report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=1000)  # every transition
     got = {(p.from_widget, p.to_widget): p.count for p in report.paths if p.flow_sid == flow.sid}
     sql = studio.loaded.sql(
-        "SELECT transitioned_from, name, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2", flow.sid
+        "SELECT transitioned_from, transitioned_to, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2",
+        flow.sid,
     )
     assert got == {(a, b): n for a, b, n in sql}
     expected = emulator_paths(studio.views(), flow.sid)
@@ -677,8 +677,12 @@ def status_counts(views: list[EngagementView]) -> dict[tuple[str | None, str], i
 
 def emulator_funnel(views: list[EngagementView]) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """(flow, widget) -> engagements that reached it, and ended engagements whose last widget it is."""
-    reached = Counter((v.script.flow.sid, w) for v in views for w in {s.widget.name for s in v.steps})
-    stopped = Counter((v.script.flow.sid, v.steps[-1].widget.name) for v in views if v.status == "ended" and v.steps)
+    reached = Counter((v.script.flow.sid, w) for v in views for w in v.context["widgets"])  # the trigger is none
+    stopped = Counter(
+        (v.script.flow.sid, list(v.context["widgets"])[-1])
+        for v in views
+        if v.status == "ended" and v.context["widgets"]
+    )
     return dict(reached), dict(stopped)
 
 

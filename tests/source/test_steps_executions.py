@@ -8,7 +8,8 @@ from typing import Any
 
 from tests.source.conftest import Loaded, expected_sids, make_source
 from twilio_studio.emulator import Emulator, Faults
-from twilio_studio.emulator.dataset import EngagementView
+from twilio_studio.emulator.dataset import TRIGGER_OF, EngagementView
+from twilio_studio.emulator.definitions import TRIGGER_EVENTS
 
 ALL = ("flows", "engagements", "engagement_steps", "executions", "execution_steps")
 
@@ -26,35 +27,47 @@ def step_requests(emu: Emulator, since: int = 0) -> list[str]:
     return [p for p in emu.stats.paths[since:] if p.endswith("/Steps")]
 
 
-def test_engagement_steps_load_every_step_with_its_transition(emulator: Emulator, loaded: Loaded) -> None:
+def test_engagement_steps_load_every_step_as_the_spec_reads_it(emulator: Emulator, loaded: Loaded) -> None:
     loaded.run(source(emulator, "engagements", "engagement_steps"))
     want = views(emulator)
     rows = loaded.sql(
-        "SELECT engagement_sid, sid, name, type, transitioned_from, transitioned_to FROM engagement_steps"
+        "SELECT engagement_sid, sid, name, type, transitioned_from, transitioned_to, widget, event, step_index, "
+        "dwell_seconds, is_terminal FROM engagement_steps"
     )
     assert sorted(r[1] for r in rows) == sorted(s.sid for v in want.values() for s in v.steps)
     by_sid = {r[1]: r for r in rows}
     for view in want.values():
-        for step in view.steps:
+        for n, step in enumerate(view.steps):
+            nxt = view.steps[n + 1].at if n + 1 < len(view.steps) else None
             assert by_sid[step.sid] == (
-                view.script.sid, step.sid, step.widget.name, step.widget.type,
-                step.transitioned_from, step.transitioned_to,
+                view.script.sid, step.sid, step.event, step.widget.type, step.widget.name, step.transitioned_to,
+                step.widget.name, step.event, n, (nxt - step.at).total_seconds() if nxt else None,
+                step.transitioned_to == "Ended",
             )  # fmt: skip
-    # the flow's path graph is one query
+    # the spec's example: a first step ran the trigger, named by its event
+    first = set(loaded.sql("SELECT DISTINCT flow_sid, widget, type, event FROM engagement_steps WHERE step_index = 0"))
+    assert first == {
+        (f.sid, "Trigger", "trigger", TRIGGER_EVENTS[TRIGGER_OF[f.template]]) for f in emulator.dataset.flows
+    }
+    ended = [v for v in want.values() if v.status == "ended"]
+    terminal = dict(loaded.sql("SELECT engagement_sid, widget FROM engagement_steps WHERE is_terminal"))
+    assert terminal == {v.script.sid: v.steps[-1].widget.name for v in ended if v.steps[-1].transitioned_to == "Ended"}
+    # the flow's graph as travelled is one query: widget -> event -> next
     flow = emulator.dataset.flows[0]
     graph = loaded.sql(
-        "SELECT transitioned_from, name, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2", flow.sid
+        "SELECT widget, event, transitioned_to, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2, 3",
+        flow.sid,
     )
     expected = Counter(
-        (s.transitioned_from, s.widget.name) for v in want.values() if v.script.flow is flow for s in v.steps
+        (s.widget.name, s.event, s.transitioned_to) for v in want.values() if v.script.flow is flow for s in v.steps
     )
-    assert {(a, b): n for a, b, n in graph} == dict(expected)
-    # the step context is normalized like the engagement context
+    assert {(a, e, b): n for a, e, b, n in graph} == dict(expected)
+    # the step context is normalized like the engagement context: one widget per step (the trigger has none)
     widget_rows = loaded.scalar("SELECT count(*) FROM engagement_steps__widgets")
-    assert widget_rows == sum(len(v.steps) for v in want.values())
+    assert widget_rows == sum(1 for v in want.values() for s in v.steps if s.widget.type != "trigger")
     mismatched = loaded.scalar(
         "SELECT count(*) FROM engagement_steps__widgets w "
-        "JOIN engagement_steps s ON s.sid = w.step_sid WHERE w.name <> s.name"
+        "JOIN engagement_steps s ON s.sid = w.step_sid WHERE w.name <> s.widget"
     )
     assert mismatched == 0
 

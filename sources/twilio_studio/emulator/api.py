@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlencode
 import orjson
 
 from twilio_studio.emulator.dataset import Dataset, EngagementView, Flow, Script, Step, iso
+from twilio_studio.emulator.definitions import TRIGGER
+from twilio_studio.emulator.flows_v2 import find_revision, render_revision, render_v2_flow
 from twilio_studio.emulator.writes import WriteError, Writes, creation_fields, dumps, parse_form
 from twilio_studio.settings import (
     API_DEFAULT_PAGE_SIZE,
@@ -46,6 +48,10 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
         ("steps", rf"{RUN}/(?P<sid>FN{SID})/Steps$"),
         ("step", rf"{RUN}/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})$"),
         ("step_context", rf"{RUN}/(?P<sid>FN{SID})/Steps/(?P<step>FT{SID})/Context$"),
+        ("v2_flows", r"^/v2/Flows$"),
+        ("v2_flow", rf"^/v2/Flows/(?P<flow>FW{SID})$"),
+        ("revisions", rf"^/v2/Flows/(?P<flow>FW{SID})/Revisions$"),
+        ("revision", rf"^/v2/Flows/(?P<flow>FW{SID})/Revisions/(?P<revision>[^/]+)$"),
     ]
 ]
 
@@ -296,6 +302,31 @@ class StudioApi:
     def _flow_(self, origin: str, path: str, params: dict[str, str], flow: str) -> dict[str, Any]:
         return self._render_flow(origin, self._flow(path, flow))
 
+    # ------------------------------------------------------------ v2 flows and revisions
+    def _v2_flows(self, origin: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+        flows = self.dataset.flows
+        return self._page(
+            origin, path, params, "flows", Listing(0, len(flows)),
+            lambda k: render_v2_flow(origin, self.dataset.account_sid, flows[k], with_definition=False),
+        )  # fmt: skip
+
+    def _v2_flow(self, origin: str, path: str, params: dict[str, str], flow: str) -> dict[str, Any]:
+        return render_v2_flow(origin, self.dataset.account_sid, self._flow(path, flow), with_definition=True)
+
+    def _revisions(self, origin: str, path: str, params: dict[str, str], flow: str) -> dict[str, Any]:
+        f = self._flow(path, flow)
+        return self._page(
+            origin, path, params, "revisions", Listing(0, len(f.revisions)),
+            lambda k: render_revision(origin, self.dataset.account_sid, f, f.revisions[k], with_definition=False),
+        )  # fmt: skip
+
+    def _revision(self, origin: str, path: str, params: dict[str, str], flow: str, revision: str) -> dict[str, Any]:
+        f = self._flow(path, flow)
+        found = find_revision(f, revision)
+        if found is None:
+            raise self._not_found(path)
+        return render_revision(origin, self.dataset.account_sid, f, found, with_definition=True)
+
     # ------------------------------------------------------------ engagements / executions
     def _render_engagement(
         self, origin: str, ver: str, kind: str, view: EngagementView, full_context: bool
@@ -435,8 +466,8 @@ class StudioApi:
             "account_sid": self.dataset.account_sid,
             "flow_sid": s.flow.sid,
             own: s.sid,
-            "name": step.widget.name,
-            "context": {"widgets": {step.widget.name: step.output}},
+            "name": step.event,
+            "context": self._step_context_of(s, step),
             "parent_step_sid": None,
             "transitioned_from": step.transitioned_from,
             "transitioned_to": step.transitioned_to,
@@ -446,6 +477,13 @@ class StudioApi:
             "url": url,
             "links": {"step_context": f"{url}/Context"},
         }
+
+    @staticmethod
+    def _step_context_of(script: Script, step: Step) -> dict[str, Any]:
+        """What one step parsed: the trigger's payload, or the widget's output."""
+        if step.widget.name == TRIGGER:
+            return {"trigger": script.trigger}
+        return {"widgets": {step.widget.name: step.output}}
 
     def _steps(
         self, origin: str, path: str, params: dict[str, str], ver: str, flow: str, kind: str, sid: str
@@ -492,7 +530,7 @@ class StudioApi:
         own = "engagement_sid" if kind == "Engagements" else "execution_sid"
         return {
             "account_sid": self.dataset.account_sid,
-            "context": {"widgets": {found.widget.name: found.output}},
+            "context": self._step_context_of(view.script, found),
             own: sid,
             "flow_sid": flow,
             "step_sid": step,

@@ -9,6 +9,7 @@ new ones arrive, and ones older than the retention window disappear, without any
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+
+from twilio_studio.emulator.definitions import TRIGGER, Revision, build_revisions, walk
 
 RETENTION = timedelta(days=30)
 MAX_ACTIVE = timedelta(days=30)  # an execution ends after 30 days at the most
@@ -70,8 +73,11 @@ DATA_KEYS = {
     "api_notify": ["order_id", "customer_name", "items", "priority"],
     "ivr_payment": ["charge_amount", "currency", "language"],
 }
-# what <Pay> answers in `Result` (TwiML <Pay> docs); most payments succeed
-PAY_RESULTS = ["success"] * 8 + ["payment-connector-error", "too-many-failed-attempts", "caller-hung-up"]
+# what <Pay> answers in `Result` (TwiML <Pay> docs) for the widget's event; most payments succeed (EVENTS)
+PAY_RESULT_OF_EVENT = {
+    "success": "success", "maxFailedAttempts": "too-many-failed-attempts", "providerError": "payment-connector-error",
+    "payInterrupted": "caller-interrupted-with-star", "hangup": "caller-hung-up", "validationError": "validation-error",
+}  # fmt: skip
 CARD_TYPES = ["visa", "mastercard", "amex", "discover"]
 ANSWERS = ["1", "2", "3", "4", "5", "yes", "no", "STOP", "Great service 👍", "خدمة ممتازة", "later"]
 TIERS = ["gold", "silver", "bronze"]
@@ -112,16 +118,29 @@ class Flow:
     status: str
     spacing: int  # seconds between two engagements' creation times
     base: datetime  # creation time of engagement 0 is in [base, base + spacing)
+    revisions: tuple[Revision, ...] = ()  # revision n is revisions[n - 1]
+    published: tuple[Revision, ...] = ()  # the published ones, oldest first
+
+    def revision_at(self, ts: datetime) -> Revision:
+        """The revision published at ``ts`` (the one an engagement created then runs)."""
+        n = bisect.bisect_right([r.date_created for r in self.published], ts)
+        return self.published[max(0, n - 1)]
 
 
 @dataclass(frozen=True)
 class Step:
+    """One step as Twilio records it: ``widget`` ran (``Trigger`` first), ended with ``event``."""
+
     sid: str
-    widget: Widget
+    widget: Widget  # the widget executed: the step's transitioned_from and type
     at: datetime
-    transitioned_from: str
-    transitioned_to: str
+    event: str  # the step's name
+    transitioned_to: str  # the next widget, or "Ended"
     output: dict[str, Any]
+
+    @property
+    def transitioned_from(self) -> str:
+        return self.widget.name
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,7 @@ class Dataset:
         long_running_share: float = 0.15,
         context_padding: int = 0,
         payment_flows: int = 0,
+        extra_states: int = 0,
     ) -> None:
         if flows < 0 or engagements_per_flow < 0 or payment_flows < 0:
             raise ValueError("flows, engagements_per_flow and payment_flows must be zero or more")
@@ -178,6 +198,7 @@ class Dataset:
         self.start = start
         self.long_running_share = long_running_share
         self.context_padding = context_padding
+        self.extra_states = extra_states  # unreachable widgets added to every flow's latest revision
         span_s = int(min(span, RETENTION - timedelta(days=1)).total_seconds())
         spacing = max(1, span_s // max(1, engagements_per_flow))
         self.flows: list[Flow] = [self._make_flow(i, spacing, engagements_per_flow) for i in range(flows)]
@@ -199,6 +220,8 @@ class Dataset:
         widgets = tuple(Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in WIDGET_CATALOGUE[template])
         keys = tuple(f"{prefix}{k}{suffix}" for k in DATA_KEYS[template])
         created = self.start - timedelta(days=200 - i)
+        base = self.start - timedelta(seconds=spacing * count)
+        revisions = self._make_revisions(i, template, widgets, created, base, spacing * count)
         return Flow(
             index=i,
             sid="FW" + _hex(self.seed, "flow", i),
@@ -208,11 +231,30 @@ class Dataset:
             data_keys=keys,
             phone=f"+1555{(self.seed * 7919 + i) % 10_000_000:07d}",
             date_created=created,
-            date_updated=created + timedelta(days=3, hours=i),
-            version=1 + i % 5,
-            status="published" if i % 7 != 6 else "draft",
+            date_updated=revisions[-1].date_created,
+            version=len(revisions),
+            status=revisions[-1].status,
             spacing=spacing,
-            base=self.start - timedelta(seconds=spacing * count),
+            base=base,
+            revisions=revisions,
+            published=tuple(r for r in revisions if r.status == "published"),
+        )
+
+    def _make_revisions(
+        self, i: int, template: str, widgets: tuple[Widget, ...], created: datetime, base: datetime, window: int
+    ) -> tuple[Revision, ...]:
+        """4 or 5 revisions; the last two published ones fall inside the engagements' window."""
+        count = 4 + i % 2
+        draft = i % 7 == 6  # as before: one flow in seven is a draft (its last revision unpublished)
+        published = count - 1 if draft else count
+        window = max(window, 3600)
+        dates = [created + timedelta(days=7 * k, hours=i) for k in range(published - 2)]
+        dates += [base + timedelta(seconds=window * 0.25), base + timedelta(seconds=window * 0.6)]
+        if draft:
+            dates.append(base + timedelta(seconds=window * 0.8))
+        phone = f"+1555{(self.seed * 7919 + i) % 10_000_000:07d}"
+        return build_revisions(
+            [(w.name, w.type) for w in widgets], TRIGGER_OF[template], count, dates, draft, phone, self.extra_states
         )
 
     # ----------------------------------------------------------- engagements
@@ -277,7 +319,8 @@ class Dataset:
         )
         instant = flow.template == "api_notify" and rng.random() < 0.05
         long_running = not instant and rng.random() < self.long_running_share
-        steps = self._make_steps(flow, i, rng, created, address, instant, long_running)
+        revision = flow.revision_at(created)
+        steps = self._make_steps(flow, revision, rng, created, address, instant, long_running)
         ends_at = steps[-1].at if steps else created
         if long_running:
             ends_at = min(ends_at, created + MAX_ACTIVE)
@@ -296,7 +339,7 @@ class Dataset:
             context_only_on_endpoint=i % 20 == 7,  # exactly one in twenty, in every flow
             trigger=trigger,
             data=data,
-            flow_version=flow.version,
+            flow_version=revision.number,
             initiated_by=address if flow.template != "api_notify" else "US" + _hex(flow.sid),
             extra_leaves=self.context_padding,
         )
@@ -304,51 +347,43 @@ class Dataset:
     def _make_steps(
         self,
         flow: Flow,
-        i: int,
+        revision: Revision,
         rng: random.Random,
         created: datetime,
         address: str,
         instant: bool,
         long_running: bool,
     ) -> tuple[Step, ...]:
-        path: list[Widget] = []
-        for w in flow.widgets:
-            path.append(w)
-            # callers drop out along the way: a funnel that differs by widget
-            if w.type in ("send-and-wait-for-reply", "gather-input-on-call") and rng.random() < 0.2:
-                break
-            if w.type == "split-based-on" and rng.random() < 0.1:
-                break
+        """The revision's walk as timed steps: the trigger at creation, each widget some seconds later."""
         t = created
         steps: list[Step] = []
-        previous = "Trigger"
-        for n, w in enumerate(path):
-            if not instant:
+        for n, (state, event, nxt) in enumerate(walk(revision, TRIGGER_OF[flow.template], rng)):
+            widget = Widget(state.name, state.type)
+            if n and not instant:
                 wait = rng.randint(1, 40)
-                if w.type == "send-and-wait-for-reply" and long_running:
+                if state.type == "send-and-wait-for-reply" and long_running:
                     wait = rng.randint(3_600, 5 * 86_400)  # replies that come hours or days later
                 t = t + timedelta(seconds=wait)
-            nxt = path[n + 1].name if n + 1 < len(path) else "Ended"
+            output = {} if state.name == TRIGGER else self._widget_output(widget, rng, address, flow, n, event)
             steps.append(
-                Step(
-                    sid="FT" + _rhex(rng),
-                    widget=w,
-                    at=t,
-                    transitioned_from=previous,
-                    transitioned_to=nxt,
-                    output=self._widget_output(w, rng, address, flow, n),
-                )
+                Step(sid="FT" + _rhex(rng), widget=widget, at=t, event=event, transitioned_to=nxt, output=output)
             )
-            previous = w.name
         return tuple(steps)
 
-    def _widget_output(self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int) -> dict[str, Any]:
+    def _widget_output(
+        self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int, event: str
+    ) -> dict[str, Any]:
+        """What a widget leaves in the context, given the event it ended with."""
         sm = "SM" + _rhex(rng)
         if w.type == "send-message":
-            return {"sid": sm, "status": rng.choice(["sent", "delivered", "queued"]), "to": address}
+            status = "failed" if event == "failed" else rng.choice(["sent", "delivered", "queued"])
+            return {"sid": sm, "status": status, "to": address}
         if w.type == "send-and-wait-for-reply":
+            outbound = {"Body": f"Question {n}?", "Status": "sent", "Sid": sm, "To": address}
+            if event != "incomingMessage":  # timeout, deliveryFailure: no reply came
+                return {"outbound": {**outbound, "Status": "undelivered" if event == "deliveryFailure" else "sent"}}
             return {
-                "outbound": {"Body": f"Question {n}?", "Status": "sent", "Sid": sm, "To": address},
+                "outbound": outbound,
                 "inbound": {
                     "Body": rng.choice(ANSWERS),
                     "From": address,
@@ -359,16 +394,16 @@ class Dataset:
             }
         if w.type == "gather-input-on-call":
             out: dict[str, Any] = {"CallSid": "CA" + _rhex(rng), "FinishedOnKey": ""}
-            if rng.random() < 0.7:
+            if event == "keypress":
                 out["Digits"] = str(rng.randint(1, 4))
-            else:
+            elif event == "speech":
                 out["SpeechResult"] = rng.choice(["billing", "support", "agent please", "cancel"])
                 out["Confidence"] = round(rng.uniform(0.5, 0.99), 2)
             return out
         if w.type == "split-based-on":
             return {}
         if w.type == "make-http-request":
-            status = 200 if rng.random() < 0.9 else rng.choice([404, 500])
+            code = 200 if event == "success" else rng.choice([404, 500])
             parsed = {
                 "customer": {
                     "id": rng.randint(1000, 99999),
@@ -383,12 +418,14 @@ class Dataset:
             }
             body = orjson.dumps(parsed).decode()
             return {
-                "status_code": status,
+                "status_code": code,
                 "content_type": "application/json",
                 "body": body,
                 "parsed": parsed,
             }
         if w.type == "run-function":
+            if event == "failed":
+                return {"status_code": 500, "content_type": "text/plain", "body": "function error"}
             return {
                 "status_code": 200,
                 "content_type": "application/json",
@@ -398,14 +435,16 @@ class Dataset:
         if w.type == "set-variables":
             return {}
         if w.type == "capture-payments":
-            return self._payment_output(rng)
+            return self._payment_output(rng, event)
         if w.type == "connect-call-to":
             return {
-                "DialCallStatus": rng.choice(["completed", "no-answer", "busy"]),
+                "DialCallStatus": "completed" if event == "callCompleted" else rng.choice(["no-answer", "busy"]),
                 "DialCallDuration": str(rng.randint(5, 900)),
                 "DialCallSid": "CA" + _rhex(rng),
             }
         if w.type == "record-voicemail":
+            if event != "recordingComplete":
+                return {}
             return {
                 "RecordingUrl": "https://api.twilio.com/recordings/RE" + _rhex(rng),
                 "RecordingDuration": str(rng.randint(2, 120)),
@@ -413,9 +452,9 @@ class Dataset:
         return {}  # say-play and others leave no output
 
     @staticmethod
-    def _payment_output(rng: random.Random) -> dict[str, Any]:
+    def _payment_output(rng: random.Random, event: str) -> dict[str, Any]:
         """What Capture Payments (TwiML <Pay> with a Stripe connector) writes: card data included."""
-        result = rng.choice(PAY_RESULTS)
+        result = PAY_RESULT_OF_EVENT.get(event, "payment-connector-error")
         if result != "success":
             return {"Result": result, "PaymentError": "", "PayErrorCode": str(rng.choice([0, 64002, 64011]))}
         return {
@@ -512,6 +551,8 @@ class Dataset:
         widgets: dict[str, Any] = {}
         variables: dict[str, Any] = {}
         for s in done:
+            if s.widget.name == TRIGGER:
+                continue  # the trigger's payload is the context's `trigger`, not a widget
             widgets[s.widget.name] = s.output
             if s.widget.type == "set-variables":
                 variables = {
