@@ -28,6 +28,7 @@ from twilio_studio.client import (
 )
 from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
 from twilio_studio.context import flow_row
+from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, revision_tables
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
 from twilio_studio.memory import release_freed_memory
@@ -251,12 +252,24 @@ def twilio_studio_source(
             discovered.extend(found)
         return discovered
 
+    definitions = DefinitionReader(client, options.max_concurrency)
+
     @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns={
-        "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP),
+        "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP), **FLOW_DEFINITION_COLUMNS,
     })  # fmt: skip
     def flows() -> Iterator[list[dict[str, Any]]]:
         preflight()
-        yield [flow_row(f) for f in flow_items()]
+        items = flow_items()
+        v2 = definitions.flows([f["sid"] for f in items])  # GET /v2/Flows/{sid}: the definition
+        yield [{**flow_row(f), **v2.get(f["sid"], {})} for f in items]
+
+    # each of its three tables gets its keys and columns with its first rows: resource-level hints
+    # would reach all three
+    @dlt.resource(name="flow_revisions")
+    def flow_revisions() -> Iterator[Any]:
+        """Revisions not loaded yet, with their states and transitions (tables flow_states, flow_transitions)."""
+        preflight()
+        yield from revision_tables(definitions, [f["sid"] for f in flow_items()], dlt.current.resource_state())
 
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
@@ -379,4 +392,4 @@ def twilio_studio_source(
         executions,
         executions | execution_steps(kind=execution_kind),
     ]
-    return [flows, *resources]
+    return [flows, flow_revisions, *resources]

@@ -119,3 +119,33 @@ def test_sixty_flows_with_distinct_widget_names_load_into_postgres(
     )
     assert max(w for _, w in widths) < 60
     assert pg.sql("SELECT count(DISTINCT name) FROM {ds}.engagements__widgets")[0][0] >= 300
+
+
+DEFINITION_QUERIES = {
+    "revisions": "SELECT flow_sid, revision, status, commit_message FROM {ds}.flow_revisions",
+    "states": "SELECT flow_sid, revision, name, type, position FROM {ds}.flow_states",
+    "transitions": "SELECT flow_sid, revision, from_state, position, event, to_state FROM {ds}.flow_transitions",
+    "flows": "SELECT sid, revision, commit_message, valid FROM {ds}.flows",
+    "steps": "SELECT sid, widget, event, transitioned_to, step_index, dwell_seconds, is_terminal "
+    "FROM {ds}.engagement_steps",
+    # the README's join: each engagement's revision, the one published when it was created
+    "engagement_revision": "SELECT e.sid, (SELECT max(r.revision) FROM {ds}.flow_revisions r "
+    "WHERE r.flow_sid = e.flow_sid AND r.status = 'published' AND r.date_created <= e.date_created) "
+    "FROM {ds}.engagements e",
+}
+
+
+@pytest.mark.parametrize("query", list(DEFINITION_QUERIES), ids=list(DEFINITION_QUERIES))
+def test_definitions_and_steps_in_postgres_match_duckdb(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded, pg: PgLoaded, query: str
+) -> None:
+    emu = emulator_factory(flows=3, engagements=40)
+    resources = ("flows", "flow_revisions", "engagements", "engagement_steps")
+    loaded.run(make_source(emu.base_url).with_resources(*resources))
+    pg.run(make_source(emu.base_url).with_resources(*resources))
+    sql = DEFINITION_QUERIES[query]
+    got = sorted(pg.sql(sql), key=str)
+    assert got and got == sorted(loaded.sql(sql.replace("{ds}.", "")), key=str)
+    # JSON columns are jsonb: a definition's states are reachable by path
+    names = pg.sql("SELECT count(*) FROM {ds}.flows WHERE definition -> 'states' -> 0 ->> 'name' = 'Trigger'")
+    assert names == [(3,)]

@@ -1,0 +1,201 @@
+"""Flow definitions and revisions: flows gains the v2 fields; flow_revisions, flow_states, flow_transitions."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.source.conftest import Loaded, expected_sids, make_source
+from tests.source.scripted import ScriptedStudio, engagement, flow, page
+from twilio_studio.emulator import Dataset, Emulator
+
+REVISION_PATH = "/Revisions/"
+
+
+def revision_fetches(emu: Emulator, since: int = 0) -> list[str]:
+    return [p for p in emu.stats.paths[since:] if REVISION_PATH in p]
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_default_load_has_every_revision_state_and_transition(emulator: Emulator, loaded: Loaded) -> None:
+    written = loaded.run(make_source(emulator.base_url))
+    d = emulator.dataset
+    assert written["flow_revisions"] == sum(len(f.revisions) for f in d.flows)
+    flows = {r[0]: r[1:] for r in loaded.sql("SELECT sid, revision, commit_message, valid, definition FROM flows")}
+    for f in d.flows:
+        latest = f.revisions[-1]
+        revision, message, valid, definition = flows[f.sid]
+        assert (revision, message, valid) == (latest.number, latest.commit_message, True)
+        assert as_json(definition) == latest.definition()
+    revisions = loaded.sql(
+        "SELECT flow_sid, revision, status, commit_message, date_created, definition FROM flow_revisions"
+    )
+    assert sorted((r[0], r[1]) for r in revisions) == sorted((f.sid, r.number) for f in d.flows for r in f.revisions)
+    for sid, number, status, message, created, definition in revisions:
+        want = d.flows_by_sid[sid].revisions[number - 1]
+        assert (status, message, created) == (want.status, want.commit_message, want.date_created)
+        assert as_json(definition) == want.definition()
+    transitions = loaded.sql(
+        "SELECT flow_sid, revision, from_state, position, event, to_state, conditions FROM flow_transitions"
+    )
+    want_transitions = {
+        (f.sid, r.number, s.name, n): (t.event, t.next, [dict(c) for c in t.conditions] or None)
+        for f in d.flows for r in f.revisions for s in r.states for n, t in enumerate(s.transitions)
+    }  # fmt: skip
+    assert {row[:4]: (row[4], row[5], as_json(row[6])) for row in transitions} == want_transitions
+    assert loaded.scalar("SELECT count(*) FROM flow_transitions WHERE to_state IS NULL") > 0  # branches that end
+
+
+def test_states_rows_match_the_definition(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    d = emulator.dataset
+    rows = loaded.sql("SELECT flow_sid, revision, name, type, position, properties FROM flow_states")
+    want = {
+        (f.sid, r.number, s.name): (s.type, n, s.properties)
+        for f in d.flows for r in f.revisions for n, s in enumerate(r.states)
+    }  # fmt: skip
+    assert {row[:3]: (row[3], row[4], as_json(row[5])) for row in rows} == want
+
+
+def test_a_revision_already_loaded_is_never_fetched_again(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    assert len(revision_fetches(emulator)) == sum(len(f.revisions) for f in emulator.dataset.flows)
+    mark = len(emulator.stats.paths)
+    written = loaded.run(make_source(emulator.base_url))
+    assert revision_fetches(emulator, mark) == []
+    assert not {"flow_revisions", "flow_states", "flow_transitions"} & set(written)
+    lists = [p for p in emulator.stats.paths[mark:] if p.endswith("/Revisions")]
+    assert len(lists) == len(emulator.dataset.flows)  # one list page per flow and run
+
+
+def test_executions_join_the_states_of_their_revision(
+    emulator_factory: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=3, engagements=120)
+    loaded.run(make_source(emu.base_url).with_resources("flows", "flow_revisions", "executions", "execution_steps"))
+    # every step's widget is a state of the execution's revision, with the step's type
+    unmatched = loaded.sql(
+        "SELECT count(*) FROM execution_steps s JOIN executions e ON e.sid = s.execution_sid "
+        "LEFT JOIN flow_states st ON st.flow_sid = e.flow_sid AND st.revision = e.flow_version "
+        "AND st.name = s.widget WHERE st.name IS NULL OR st.type <> s.type"
+    )
+    assert unmatched == [(0,)]
+    versions = loaded.sql("SELECT count(DISTINCT flow_version) FROM executions")[0][0]
+    assert versions >= 3
+
+
+def test_engagements_join_the_revision_published_when_they_were_created(emulator: Emulator, loaded: Loaded) -> None:
+    loaded.run(make_source(emulator.base_url))
+    got = dict(
+        loaded.sql(
+            "SELECT e.sid, (SELECT max(r.revision) FROM flow_revisions r WHERE r.flow_sid = e.flow_sid "
+            "AND r.status = 'published' AND r.date_created <= e.date_created) FROM engagements e"
+        )
+    )
+    d, now = emulator.dataset, emulator.now()
+    want = {d.script(f, i).sid: d.script(f, i).flow_version for f in d.flows for i in range(*d.index_range(f, now))}
+    assert got == want and set(got) == expected_sids(emulator)
+    assert len(set(Counter(want.values()))) >= 2
+
+
+def test_column_counts_stay_bounded_with_2000_states(tmp_path: Any) -> None:
+    widths = []
+    for extra in (0, 1991):
+        loaded = Loaded(tmp_path, f"width{extra}")
+        with Emulator(Dataset(seed=3, flows=2, engagements_per_flow=10, extra_states=extra)) as emu:
+            loaded.run(make_source(emu.base_url))
+        widths.append(
+            {
+                t: len(loaded.sql(f"DESCRIBE {t}"))
+                for t in ("flows", "flow_revisions", "flow_states", "flow_transitions")
+            }
+        )
+        if extra:
+            states = loaded.scalar(
+                "SELECT max(n) FROM (SELECT count(*) AS n FROM flow_states GROUP BY flow_sid, revision) t"
+            )
+            assert states == 2000
+    assert widths[0] == widths[1]
+
+
+# ---------------------------------------------------------------------------------- scripted answers
+FW = "FW" + "1" * 32
+
+
+def v2_flow(revision: int, definition: Any) -> dict[str, Any]:
+    return {
+        "sid": FW, "account_sid": "AC" + "a" * 32, "friendly_name": "Scripted", "definition": definition,
+        "status": "published", "revision": revision, "commit_message": f"rev {revision}", "valid": True,
+        "date_created": "2026-01-01T00:00:00Z", "date_updated": "2026-01-02T00:00:00Z", "url": "{base}/v2/Flows/" + FW,
+    }  # fmt: skip
+
+
+DEFINITION = {
+    "description": "", "initial_state": "Trigger", "flags": {"allow_concurrent_calls": True},
+    "states": [
+        {"name": "Trigger", "type": "trigger", "transitions": [{"event": "incomingRequest", "next": "brand_new"}],
+         "properties": {}},
+        {"name": "brand_new", "type": "connect-virtual-agent-v9", "properties": {"x": "\u0000y"},
+         "transitions": [{"event": "done", "next": ""}, {"event": "failed"}, "not a transition"]},
+        {"name": "brand_new", "type": "say-play", "transitions": []},  # a duplicate name: skipped
+        {"type": "say-play"},  # no name: skipped
+        "not a state",
+    ],
+}  # fmt: skip
+
+
+def script(studio: ScriptedStudio, revisions: list[int]) -> None:
+    studio.routes["/v1/Flows?PageSize=1000"] = (200, page("flows", [flow(FW)], None))
+    studio.routes[f"/v2/Flows/{FW}"] = (200, v2_flow(revisions[-1], DEFINITION))
+    items = [{**v2_flow(n, None), "url": "{base}/v2/Flows/" + FW + f"/Revisions/{n}"} for n in reversed(revisions)]
+    studio.routes[f"/v2/Flows/{FW}/Revisions?PageSize=100"] = (200, page("revisions", items, None))
+    for n in revisions:
+        studio.routes[f"/v2/Flows/{FW}/Revisions/{n}"] = (200, {**v2_flow(n, json.dumps(DEFINITION)), "revision": n})
+    studio.routes[f"/v1/Flows/{FW}/Engagements?PageSize=1000"] = (200, page("engagements", [engagement(FW, 1)], None))
+
+
+def test_only_new_revisions_are_fetched_and_odd_definitions_load(loaded: Loaded) -> None:
+    with ScriptedStudio() as studio:
+        script(studio, [1, 2])
+        loaded.run(make_source(studio.base_url))
+        assert [p for p in studio.requests if REVISION_PATH in p] == [
+            f"/v2/Flows/{FW}/Revisions/1",
+            f"/v2/Flows/{FW}/Revisions/2",
+        ]
+        script(studio, [1, 2, 3])
+        studio.requests.clear()
+        written = loaded.run(make_source(studio.base_url))
+        assert [p for p in studio.requests if REVISION_PATH in p] == [f"/v2/Flows/{FW}/Revisions/3"]
+        assert written["flow_revisions"] == 1
+    assert loaded.sql("SELECT revision FROM flow_revisions ORDER BY 1") == [(1,), (2,), (3,)]
+    states = loaded.sql("SELECT name, type, position, properties FROM flow_states WHERE revision = 3 ORDER BY position")
+    assert [s[:3] for s in states] == [("Trigger", "trigger", 0), ("brand_new", "connect-virtual-agent-v9", 1)]
+    assert as_json(states[1][3]) == {"x": "y"}  # NUL removed: PostgreSQL's jsonb refuses it
+    transitions = loaded.sql(
+        "SELECT from_state, event, to_state FROM flow_transitions WHERE revision = 3 ORDER BY 1, 2"
+    )
+    assert transitions == [
+        ("Trigger", "incomingRequest", "brand_new"),
+        ("brand_new", "done", None),
+        ("brand_new", "failed", None),
+    ]
+
+
+def test_a_server_without_v2_loads_flows_without_definitions(loaded: Loaded, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedStudio() as studio:
+        studio.routes["/v1/Flows?PageSize=1000"] = (200, page("flows", [flow(FW)], None))
+        studio.routes[f"/v1/Flows/{FW}/Engagements?PageSize=1000"] = (
+            200,
+            page("engagements", [engagement(FW, 1)], None),
+        )
+        written = loaded.run(make_source(studio.base_url))
+    assert written["flows"] == 1 and written["engagements"] == 1 and "flow_revisions" not in written
+    assert loaded.sql("SELECT revision, definition FROM flows") == [(None, None)]
+    assert f"flow {FW}: GET /v2/Flows/{FW} answered 404: loaded without its definition" in caplog.text
