@@ -36,8 +36,9 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     assert cases["3"]["result"]["written"]["engagements"] == data["plan"]["changed"] > 0
     # the throttled run met the emulator's cap and still loaded every row
     assert cases["2c"]["result"]["db"]["engagements"] == cases["2c"]["expected_rows"]
-    # the steps rerun with nothing changed asked for the list pages only
-    assert cases["4b"]["emulator"]["by_status"] == {"200": 3}
+    # the steps rerun with nothing changed asked for the flows (list, and each one's v2 definition)
+    # and the engagement list pages only
+    assert cases["4b"]["emulator"]["by_status"] == {"200": 5}
     assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4"}
 
     table = proc.stdout

@@ -60,7 +60,10 @@ def test_deceptive_next_page_urls_are_refused_before_any_request(loaded: Loaded,
             table.update(studio_routes(page("engagements", [engagement(FLOW, 1)], url)))
             with pytest.raises(PipelineStepFailed) as err:
                 loaded.run(make_source(studio.base_url, flow_sids=[FLOW]))
-            assert [r.path for r in studio.requests] == [f"/v1/Flows/{FLOW}", FIRST]
+            # the flow's v2 definition (answered 404 here) is asked of the same host; the list's
+            # deceptive next page is never requested
+            v1 = [r.path for r in studio.requests if not r.path.startswith("/v2/")]
+            assert v1 == [f"/v1/Flows/{FLOW}", FIRST]
         assert foreign.requests == []  # not one request, so no credentials either
     assert f"flow {FLOW}: " in failure_text(err) and message in failure_text(err)
 
@@ -87,6 +90,8 @@ def test_a_repeated_page_token_is_a_loop_even_when_the_url_changes(loaded: Loade
     def respond(path: str) -> Answer:
         if path == f"/v1/Flows/{FLOW}":
             return Answer(200, flow(FLOW))
+        if path.startswith("/v2/"):  # no definitions on this server: the flow loads without them
+            return Answer(404, {"code": 20404, "status": 404})
         n = int(m[1]) if (m := re.search(r"[?&]Page=(\d+)", path)) else 0
         if not path.startswith(LIST) or n > 50:
             return Answer(400, {"code": 21481, "message": "Invalid PageToken"})
