@@ -280,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = workdir / "twilio_studio_demo.duckdb"
     for stale in (db, workdir / "twilio_studio_demo.duckdb.wal"):
         stale.unlink(missing_ok=True)
-    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements)
+    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements, traffic=args.traffic)
     with Emulator(dataset) as emu:
         print(f"Studio emulator on {emu.base_url}: {args.flows} flows x {args.engagements} engagements")
         creds = emu.credentials
@@ -345,7 +345,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     credentials = emulator_credentials(args)  # checked before anything starts
     dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements,
-                      payment_flows=args.payment_flows, account_sid=credentials.account_sid)  # fmt: skip
+                      payment_flows=args.payment_flows, account_sid=credentials.account_sid,
+                      traffic=args.traffic)  # fmt: skip
     faults = Faults(
         latency=args.latency,
         max_concurrency=args.max_concurrency,
@@ -495,6 +496,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
     demo.add_argument("--advance-hours", type=float, default=36.0,
                       help="how far the clock moves between the two loads (default 36)")  # fmt: skip
+    demo.add_argument("--traffic", choices=("shaped", "flat"), default="shaped",
+                      help="shaped (default): flows differing tenfold, hours, weekdays, bursts; "
+                      "flat: evenly spaced")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     emu = sub.add_parser("emulator", help="run the Studio API emulator in the foreground")
@@ -503,6 +507,9 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
     emu.add_argument("--flows", type=int, default=3, help="flows in the emulated account (default 3)")
     emu.add_argument("--engagements", type=int, default=1000, help="engagements per flow (default 1000)")
+    emu.add_argument("--traffic", choices=("flat", "shaped"), default="flat",
+                     help="flat (default): evenly spaced; shaped: flows differing tenfold, hours, "
+                     "weekdays, bursts")  # fmt: skip
     emu.add_argument("--account-sid", default=None,
                      help="the account SID clients authenticate with (env TWILIO_ACCOUNT_SID; "
                      "default ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)")  # fmt: skip

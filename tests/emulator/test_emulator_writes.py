@@ -46,8 +46,10 @@ def test_sdk_creates_reads_and_deletes_an_engagement(start_emulator: StartEmulat
     steps = engagements(created.sid).steps.list()
     assert steps and steps[0].transitioned_to == "Ended"  # newest first, the walk complete
     assert engagements(created.sid).fetch().status == "ended"
-    step = engagements(created.sid).steps(steps[-1].sid).step_context().fetch()
-    assert set(step.context["widgets"]) == {steps[-1].name}
+    # the first step ran the trigger on the REST request; the next one the flow's first widget
+    assert (steps[-1].transitioned_from, steps[-1].name) == ("Trigger", "incomingRequest")
+    step = engagements(created.sid).steps(steps[-2].sid).step_context().fetch()
+    assert set(step.context["widgets"]) == {steps[-2].transitioned_from}
 
     assert engagements(created.sid).delete() is True
     for read in (

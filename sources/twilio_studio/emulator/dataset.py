@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from twilio_studio.emulator.definitions import TRIGGER, Revision, build_revisions, walk
+from twilio_studio.emulator.traffic import Shape, shaped_counts
 
 RETENTION = timedelta(days=30)
 MAX_ACTIVE = timedelta(days=30)  # an execution ends after 30 days at the most
@@ -190,9 +191,13 @@ class Dataset:
         context_padding: int = 0,
         payment_flows: int = 0,
         extra_states: int = 0,
+        traffic: str = "flat",
     ) -> None:
         if flows < 0 or engagements_per_flow < 0 or payment_flows < 0:
             raise ValueError("flows, engagements_per_flow and payment_flows must be zero or more")
+        if traffic not in ("flat", "shaped"):
+            raise ValueError(f"traffic must be 'flat' or 'shaped', got {traffic!r}")
+        self.traffic = traffic
         self.seed = seed
         self.account_sid = account_sid or DEFAULT_ACCOUNT_SID
         self.start = start
@@ -201,11 +206,18 @@ class Dataset:
         self.extra_states = extra_states  # unreachable widgets added to every flow's latest revision
         span_s = int(min(span, RETENTION - timedelta(days=1)).total_seconds())
         spacing = max(1, span_s // max(1, engagements_per_flow))
-        self.flows: list[Flow] = [self._make_flow(i, spacing, engagements_per_flow) for i in range(flows)]
-        # flows with a Capture Payments widget come after the others, so adding them changes no other flow
-        self.flows += [
-            self._make_flow(flows + j, spacing, engagements_per_flow, PAYMENT_TEMPLATE, j) for j in range(payment_flows)
-        ]
+        counts = [engagements_per_flow] * (flows + payment_flows)
+        if traffic == "shaped":  # flows differ tenfold in volume; the total stays the same
+            counts = shaped_counts(flows + payment_flows, engagements_per_flow)
+        self._shapes: dict[int, Shape] = {}
+        self.flows: list[Flow] = []
+        for i, count in enumerate(counts):
+            if traffic == "shaped":
+                spacing = max(1, span_s // max(1, count))
+            if i < flows:
+                self.flows.append(self._make_flow(i, spacing, count))
+            else:  # flows with a Capture Payments widget come after the others, so adding them changes no other flow
+                self.flows.append(self._make_flow(i, spacing, count, PAYMENT_TEMPLATE, i - flows))
         self.flows_by_sid = {f.sid: f for f in self.flows}
         self._script = lru_cache(maxsize=8192)(self._make_script)
 
@@ -221,6 +233,8 @@ class Dataset:
         keys = tuple(f"{prefix}{k}{suffix}" for k in DATA_KEYS[template])
         created = self.start - timedelta(days=200 - i)
         base = self.start - timedelta(seconds=spacing * count)
+        if self.traffic == "shaped":
+            self._shapes[i] = Shape(self.seed, i, TRIGGER_OF[template], base, self.start, count)
         revisions = self._make_revisions(i, template, widgets, created, base, spacing * count)
         return Flow(
             index=i,
@@ -259,6 +273,9 @@ class Dataset:
 
     # ----------------------------------------------------------- engagements
     def created_at(self, flow: Flow, i: int) -> datetime:
+        shape = self._shapes.get(flow.index)
+        if shape is not None:
+            return shape.created_at(i)
         jitter = int(_hex(self.seed, flow.index, i, "jitter", n=8), 16) % flow.spacing
         return flow.base + timedelta(seconds=i * flow.spacing + jitter)
 
@@ -281,6 +298,9 @@ class Dataset:
 
     def _first_index_at_or_after(self, flow: Flow, ts: datetime) -> int:
         """Smallest i whose creation time is >= ts (creation time grows strictly with i)."""
+        shape = self._shapes.get(flow.index)
+        if shape is not None:
+            return shape.first_index_at_or_after(ts)
         offset = (ts - flow.base).total_seconds()
         if offset <= 0:
             return 0
@@ -353,11 +373,15 @@ class Dataset:
         address: str,
         instant: bool,
         long_running: bool,
+        trigger: str | None = None,
     ) -> tuple[Step, ...]:
-        """The revision's walk as timed steps: the trigger at creation, each widget some seconds later."""
+        """The revision's walk as timed steps: the trigger at creation, each widget some seconds later.
+
+        ``trigger`` is how it started (``request``: the REST API); by default the flow's own channel.
+        """
         t = created
         steps: list[Step] = []
-        for n, (state, event, nxt) in enumerate(walk(revision, TRIGGER_OF[flow.template], rng)):
+        for n, (state, event, nxt) in enumerate(walk(revision, trigger or TRIGGER_OF[flow.template], rng)):
             widget = Widget(state.name, state.type)
             if n and not instant:
                 wait = rng.randint(1, 40)

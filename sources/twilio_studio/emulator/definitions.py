@@ -157,7 +157,9 @@ def design_states(
         chosen = [(DEFAULT_NAMES.get(t, name) if t == "split-based-on" else name, t) for name, t in chosen]
     names = [name for name, _ in chosen]
     trigger_transitions = tuple(
-        Transition(event, names[0] if event == TRIGGER_EVENTS[trigger] else None) for event in ALL_TRIGGER_EVENTS
+        # the flow's own channel, and the REST API (which can start any flow), lead to the first widget
+        Transition(event, names[0] if event in (TRIGGER_EVENTS[trigger], "incomingRequest") else None)
+        for event in ALL_TRIGGER_EVENTS
     )
     states = [State(TRIGGER, "trigger", trigger_transitions, {"offset": {"x": 0, "y": 0}})]
     for n, (name, wtype) in enumerate(chosen):

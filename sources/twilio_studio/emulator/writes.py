@@ -104,7 +104,8 @@ class Writes:
         d = self.dataset
         sid = "FN" + uuid.uuid4().hex
         rng = random.Random(f"{d.seed}:created:{sid}")
-        steps = d._make_steps(flow, -1, rng, now, to, False, False)
+        revision = flow.revision_at(now)  # the revision published now; the REST API's trigger event
+        steps = d._make_steps(flow, revision, rng, now, to, False, False, trigger="request")
         script = Script(
             flow=flow,
             index=-1,
@@ -118,7 +119,7 @@ class Writes:
             context_only_on_endpoint=False,
             trigger={"request": {"parameters": parameters}},
             data=parameters,
-            flow_version=flow.version,
+            flow_version=revision.number,
             initiated_by=d.account_sid,
         )
         slot = d._first_index_at_or_after(flow, now)
