@@ -32,6 +32,8 @@ import dlt
 import duckdb
 from dlt.common.destination import TDestinationReferenceArg
 
+from twilio_studio.report_graph import FlowGraph, build_graphs, graph_figure, graph_rows
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -282,6 +284,8 @@ class ReportData:
     active_times: list[ActiveTime]
     notes: dict[str, str] = field(default_factory=dict)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
+    graphs: list[FlowGraph] = field(default_factory=list)
+    """Per flow: the design of the revision most engagements ran, with counts and drop-off."""
 
     def flow_name(self, flow_sid: str | None) -> str:
         """The flow's friendly name, its sid when the flows table lacks it, or "All flows"."""
@@ -414,6 +418,12 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
     top = _top_values(run, current, top_n) if "engagements__flow_data" in t else []
     if not top:
         notes["top_values"] = NO_FLOW_DATA_NOTE
+    widgets = current.child("engagements__widgets", ("engagement_sid", "name", "position"))
+    graphs, graph_note = build_graphs(
+        run, t.__getitem__, t.__contains__, current.engagements, widgets if "engagements__widgets" in t else None
+    )
+    if graph_note:
+        notes["graphs"] = graph_note
     transitions: list[Transition] = []
     active_times: list[ActiveTime] = []
     if version_column is None:
@@ -439,6 +449,7 @@ def build_report(run: Runner, dataset: str, top_n: int = 10) -> ReportData:
         transitions=transitions,
         active_times=active_times,
         notes=notes,
+        graphs=graphs,
     )
     _order_by_flow_name(data)
     logger.info("report on %s: %d engagements in %d flows", dataset, data.total_engagements, len(data.flow_sids()))
@@ -458,6 +469,7 @@ def _order_by_flow_name(data: ReportData) -> None:
     data.duration_buckets.sort(key=lambda b: flow(b.flow_sid))
     data.funnel.sort(key=lambda f: flow(f.flow_sid))
     data.paths.sort(key=lambda p: flow(p.flow_sid))
+    data.graphs.sort(key=lambda g: flow(g.flow_sid))
     data.top_values.sort(key=lambda v: flow(v.flow_sid))
     data.transitions.sort(key=lambda r: (r.day, flow(r.flow_sid)))
     data.active_times.sort(key=lambda a: (a.day, flow(a.flow_sid)))
@@ -663,12 +675,7 @@ def _tables(data: ReportData) -> list[_Table]:
         [(name(sid), sid, str(sum(s.count for s in data.status if s.flow_sid == sid))) for sid in data.flow_sids()],
         frozenset({2}),
     )
-    per_day = _Table(
-        "Engagements per day (UTC, by date created)",
-        ("Day", "Flow", "Engagements"),
-        [(d.day.isoformat(), name(d.flow_sid), str(d.count)) for d in data.per_day],
-        frozenset({2}),
-    )
+    per_day = _per_day_table(data)
     status = _Table(
         "Status share",
         ("Flow", "Status", "Engagements", "Percent"),
@@ -736,6 +743,65 @@ def _tables(data: ReportData) -> list[_Table]:
     return [flows, per_day, status, durations, funnel, paths, top, *_history_tables(data)]
 
 
+def _graph_title(data: ReportData, g: FlowGraph) -> str:
+    return (
+        f"Flow graph: {data.flow_name(g.flow_sid)}, revision {g.revision} "
+        f"({g.engagements} of {g.all_engagements} engagements ran it)"
+    )
+
+
+def _graph_tables(data: ReportData) -> list[_Table]:
+    """Per flow: each state of the design, its transitions taken and its drop-off by widget type."""
+    out = []
+    for g in data.graphs:
+        note = data.notes.get("graphs")
+        if g.hidden_states:
+            hidden = (
+                f"{g.hidden_states} states that no engagement reached (or beyond the {len(g.states)} "
+                "most used) are not shown."
+            )
+            note = f"{note} {hidden}" if note else hidden
+        out.append(
+            _Table(
+                _graph_title(data, g),
+                (
+                    "State",
+                    "Type",
+                    "Ran",
+                    "Transitions (event -> next: times taken)",
+                    "Ended here (share of its runs, by event)",
+                ),
+                graph_rows(g),
+                frozenset({2}),
+                note,
+            )
+        )
+    if not out:
+        out.append(_Table("Flow graphs", ("State",), [], frozenset(), data.notes.get("graphs")))
+    return out
+
+
+def _per_day_table(data: ReportData) -> _Table:
+    """Engagements per day pivoted: one row per day, one column per flow, and the day's total."""
+    flows = [sid for sid in data.flow_sids() if any(d.flow_sid == sid for d in data.per_day)]
+    counts = {(d.day, d.flow_sid): d.count for d in data.per_day}
+    days = sorted({d.day for d in data.per_day})
+    rows = [
+        (
+            day.isoformat(),
+            *(str(counts.get((day, sid), 0)) for sid in flows),
+            str(sum(counts.get((day, sid), 0) for sid in flows)),
+        )
+        for day in days
+    ]
+    return _Table(
+        "Engagements per day (UTC, by date created)",
+        ("Day", *(data.flow_name(sid) for sid in flows), "All flows"),
+        rows,
+        frozenset(range(1, len(flows) + 2)),
+    )
+
+
 def _widget_label(widget: str | None) -> str:
     return "(none)" if widget is None else widget
 
@@ -793,7 +859,7 @@ def render_text(data: ReportData) -> str:
         f"Twilio Studio report: dataset {data.dataset}, {data.total_engagements} engagements in "
         f"{len(data.flow_sids())} flows (generated {data.generated_at:%Y-%m-%d %H:%M} UTC)"
     )
-    return "\n\n".join([head, *(_text_table(t) for t in _tables(data))]) + "\n"
+    return "\n\n".join([head, *(_text_table(t) for t in [*_tables(data), *_graph_tables(data)])]) + "\n"
 
 
 # ----------------------------------------------------------------------------------------- as HTML
@@ -807,8 +873,8 @@ img { max-width: 100%; display: block; margin: 1em 0; } .note { color: #666; fon
 """
 
 
-def _html_table(table: _Table) -> str:
-    parts = [f"<h2>{html.escape(table.title)}</h2>"]
+def _html_table(table: _Table, heading: bool = True) -> str:
+    parts = [f"<h2>{html.escape(table.title)}</h2>"] if heading else []
     if table.rows:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
         body = "".join(
@@ -975,6 +1041,17 @@ def _chart_transitions(data: ReportData) -> Figure | None:
     return fig
 
 
+def _graph_sections(data: ReportData) -> list[str]:
+    """Per flow: the graph as designed, drawn, then the same as a table."""
+    out = []
+    for g, table in zip(data.graphs, _graph_tables(data), strict=False):
+        heading = f"<h2>{html.escape(table.title)}</h2>"
+        out += [heading, _charts([graph_figure(g, table.title)]), _html_table(table, heading=False)]
+    if not data.graphs:
+        out += [_html_table(t) for t in _graph_tables(data)]
+    return out
+
+
 def _charts(figures: Iterable[Figure | None]) -> str:
     return "\n".join(_png(f) for f in figures if f is not None)
 
@@ -1009,6 +1086,7 @@ def render_html(data: ReportData) -> str:
         _html_table(funnel),
         _charts(_chart_paths(data, sid) for sid in data.flow_sids()),
         _html_table(paths),
+        *_graph_sections(data),
         _html_table(top),
         _charts([_chart_transitions(data)]),
         *(_html_table(h) for h in history),

@@ -41,6 +41,7 @@ from twilio_studio.report import (
     render_text,
     write_report,
 )
+from twilio_studio.report_graph import NO_PATHS_NOTE
 
 DATASET = "twilio_studio"
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")  # as in tests/postgres
@@ -478,7 +479,8 @@ def test_context_mode_never_still_reports(emulator_never: tuple[Emulator, Loaded
         assert flow.friendly_name in text
     page = render_html(report)
     assert "context_mode=&#x27;never&#x27;" in page
-    assert page.count('src="data:image/png;base64,') == 3  # per day, status, durations; no funnels
+    assert page.count('src="data:image/png;base64,') == 3  # per day, status, durations; no funnels, no graphs
+    assert report.graphs == [] and report.notes["graphs"] == NO_PATHS_NOTE and NO_PATHS_NOTE in text
 
 
 @pytest.fixture
@@ -641,7 +643,7 @@ def test_versioned_report_renders_transitions(history: History) -> None:
     page = render_html(history.report)
     assert page.count('<img alt="Status transitions per day (UTC, all flows)"') == 1
     funnels = page.count('<img alt="Widget funnel: ')
-    assert page.count('src="data:image/png;base64,') == 3 + funnels + 1
+    assert page.count('src="data:image/png;base64,') == 3 + funnels + 1 + len(history.report.graphs)
     assert NO_VERSIONS_NOTE not in text and html.escape(NO_VERSIONS_NOTE) not in page
     # loaded without engagement_steps: the path view says how to load them
     assert history.report.paths == [] and history.report.notes["paths"] == NO_STEPS_NOTE
