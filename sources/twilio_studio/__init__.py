@@ -206,7 +206,8 @@ def twilio_studio_source(
             ``[redacted]`` in every context before it is normalized or written.
 
     Returns:
-        Resources ``flows`` and ``engagements`` (selected by default), and ``engagement_steps``,
+        Resources ``flows``, ``flow_revisions`` (tables ``flow_revisions``, ``flow_states``,
+        ``flow_transitions``) and ``engagements`` (selected by default), and ``engagement_steps``,
         ``executions`` (Studio v2) and ``execution_steps``: pick them with ``source.with_resources(...)``.
     """
     options = validate_options(

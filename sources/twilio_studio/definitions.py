@@ -211,7 +211,8 @@ class DefinitionReader:
     ) -> Iterator[tuple[str, list[int], list[dict[str, Any]]]]:
         """Per flow: every revision number it has now, and the rows of those not in ``loaded`` yet.
 
-        Yields ``(flow_sid, numbers, [(revision row, states, transitions), ...])`` as each flow is read.
+        Yields ``(flow_sid, numbers, [{"revision": row, "states": rows, "transitions": rows}, ...])``
+        per flow, in the order of ``flow_sids``, once every flow has been read (flows in parallel).
         """
 
         def one(sid: str) -> tuple[str, list[int], list[dict[str, Any]]]:

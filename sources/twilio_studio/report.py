@@ -58,8 +58,8 @@ NO_WIDGETS_NOTE = (
 NO_FLOW_DATA_NOTE = "No flow data in this dataset (the engagements__flow_data table is missing or empty)."
 NO_STEPS_NOTE = (
     "No step data in this dataset (the engagement_steps table is missing or empty): steps are loaded only "
-    "when selected, e.g. twilio-studio run --resources flows,engagements,engagement_steps, or "
-    'twilio_studio_source().with_resources("flows", "engagements", "engagement_steps").'
+    "when selected, e.g. twilio-studio run --resources flows,flow_revisions,engagements,engagement_steps, or "
+    'twilio_studio_source().with_resources("flows", "flow_revisions", "engagements", "engagement_steps").'
 )
 NO_DURATIONS_NOTE = "No ended engagement has a date_updated, so there are no durations to show."
 NO_VERSIONS_NOTE = (

@@ -27,7 +27,8 @@ MAX_SHOWN_STATES = 40  # a flow of 2,000 widgets shows its most used ones; the r
 FROM_CONTEXT_NOTE = (
     "Steps were not loaded, so these counts are derived from each engagement's context (the widgets it "
     "reached, in order): a transition is two consecutive widgets and its event is unknown; a widget that "
-    "ran twice counts once; drop-off is the share of engagements that reached the widget and ended there. "
+    "ran twice counts once; drop-off is the share of engagements that reached the widget and ended there, "
+    "named by the branches that end there in the design. "
     "Load engagement_steps (--resources flows,flow_revisions,engagements,engagement_steps) for exact counts "
     "per event."
 )
@@ -71,6 +72,7 @@ class GraphEdge:
     to_state: str | None
     count: int = 0
     designed: bool = True
+    either: tuple[str, ...] = ()  # from the context: the designed events that lead from_state to to_state
 
 
 @dataclass
@@ -219,8 +221,10 @@ def _count_context(run: Runner, widgets: str, runs: str, graphs: dict[str, FlowG
         if nxt is not None:
             _add_pair(graph, str(name), str(nxt), int(n))
         elif ended:
+            # the event is unknown, but the design says which branches end here
             state = _state(graph, str(name))
-            state.ended[""] = state.ended.get("", 0) + int(n)
+            ending = " or ".join(str(e.event) for e in graph.edges if e.from_state == state.name and e.to_state is None)
+            state.ended[ending] = state.ended.get(ending, 0) + int(n)
 
 
 def _add_pair(graph: FlowGraph, a: str, b: str, n: int) -> None:
@@ -231,7 +235,7 @@ def _add_pair(graph: FlowGraph, a: str, b: str, n: int) -> None:
         return
     edge = next((e for e in graph.edges if e.from_state == a and e.to_state == b and e.event is None), None)
     if edge is None:
-        edge = GraphEdge(a, None, b, designed=bool(designed))
+        edge = GraphEdge(a, None, b, designed=bool(designed), either=tuple(str(e.event) for e in designed))
         graph.edges.append(edge)
     edge.count += n
 
@@ -250,13 +254,23 @@ def _trim(graph: FlowGraph) -> None:
 
 
 # ----------------------------------------------------------------------------------------- rendering
-def _shown(e: GraphEdge) -> bool:
-    """Taken transitions, and designed ones that lead somewhere (not the trigger's unused events)."""
-    return e.count > 0 or (e.designed and e.to_state is not None)
+def _shown(e: GraphEdge, edges: list[GraphEdge]) -> bool:
+    """Taken transitions, and designed ones that lead somewhere (not the trigger's unused events, nor
+    those an edge derived from the context already counts together)."""
+    if e.count > 0:
+        return True
+    covered = any(o.either and o.from_state == e.from_state and o.to_state == e.to_state for o in edges)
+    return e.designed and e.to_state is not None and not covered
+
+
+def _event_label(e: GraphEdge) -> str:
+    if e.event is not None:
+        return e.event
+    return " or ".join(e.either) if e.either else "(any event)"
 
 
 def _edge_label(e: GraphEdge) -> str:
-    event = e.event if e.event is not None else "(any event)"
+    event = _event_label(e)
     target = e.to_state if e.to_state is not None else "end"
     return f"{event} -> {target}" + ("" if e.designed else " (not in this revision)")
 
@@ -265,7 +279,7 @@ def graph_rows(graph: FlowGraph) -> list[tuple[str, ...]]:
     """Per state: name, type, runs, the transitions with their counts, the drop-off labels."""
     rows: list[tuple[str, ...]] = []
     for s in graph.states:
-        out = [e for e in graph.edges if e.from_state == s.name and _shown(e)]
+        out = [e for e in graph.edges if e.from_state == s.name and _shown(e, graph.edges)]
         taken = "; ".join(f"{_edge_label(e)}: {e.count}" for e in out) or "-"
         rows.append((s.name, s.type or "?", str(s.ran), taken, s.drop_off() or "-"))
     return rows
@@ -300,7 +314,7 @@ def graph_figure(graph: FlowGraph, title: str) -> Figure:
         count = sum(e.count for e in es)
         width = 0.6 + 4.0 * count / top
         color = "#54a24b" if all(e.designed for e in es) else "#999999"
-        label = ", ".join(f"{e.event or '(any event)'} {e.count}" for e in es)
+        label = ", ".join(f"{_event_label(e)} {e.count}" for e in es)
         if b < a and abs(a - b) < 1.31:  # the next box: straight down, counts on the left
             arrow = FancyArrowPatch(
                 (0, a - 0.4), (0, b + 0.4), arrowstyle="-|>", mutation_scale=12, lw=width, color=color
