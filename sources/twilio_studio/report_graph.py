@@ -163,6 +163,7 @@ def _count_steps(run: Runner, steps: str, runs: str, graphs: dict[str, FlowGraph
     rows = run(
         "SELECT er.flow_sid, er.revision, s.transitioned_from, s.name, s.transitioned_to, count(*) "
         f"FROM {steps} s JOIN {runs} ON er.sid = s.engagement_sid "
+        "WHERE s.parent_step_sid IS NULL "  # a subflow's steps walk the subflow's design, not the parent's
         "GROUP BY er.flow_sid, er.revision, s.transitioned_from, s.name, s.transitioned_to"
     )
     for flow, revision, widget, event, to, n in rows:

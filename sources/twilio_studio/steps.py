@@ -3,7 +3,8 @@
 Pure functions, no I/O. Twilio's step dates are whole seconds, so steps of one engagement often
 share a ``date_created``. Order: by ``date_created``; among steps created in the same second, the
 chain decides (a step whose ``transitioned_from`` is the widget the previous step went to comes
-next; otherwise one that no other tied step leads to); what the chain leaves open goes in the
+next; otherwise one that no other tied step leads to; a run-subflow widget's step after the steps
+of its subflow, which name it in ``parent_step_sid``); what the chain leaves open goes in the
 reverse of the list's order (Twilio lists steps newest first).
 """
 
@@ -21,10 +22,13 @@ def _chain(tied: list[dict[str, Any]], previous_to: str | None) -> list[dict[str
     remaining = list(tied)
     out: list[dict[str, Any]] = []
     while remaining:
-        pick = next((s for s in remaining if previous_to is not None and s.get("widget") == previous_to), None)
+        # a run-subflow widget's step comes after every step of its subflow (they name it as their parent)
+        parents = {p for s in remaining if (p := s.get("parent_step_sid"))}
+        ready = [s for s in remaining if s.get("sid") not in parents] or remaining
+        pick = next((s for s in ready if previous_to is not None and s.get("widget") == previous_to), None)
         if pick is None:
             targets = {s.get("transitioned_to") for s in remaining}
-            pick = next((s for s in remaining if s.get("widget") not in targets), remaining[0])
+            pick = next((s for s in ready if s.get("widget") not in targets), ready[0])
         remaining.remove(pick)
         out.append(pick)
         previous_to = pick.get("transitioned_to")

@@ -48,3 +48,15 @@ def test_order_steps(rows: list[dict[str, Any]], widgets: list[str], dwell: list
     assert [r["widget"] for r in ordered] == widgets
     assert [r["step_index"] for r in ordered] == list(range(len(widgets)))
     assert [r["dwell_seconds"] for r in ordered] == dwell
+
+
+def test_a_subflows_steps_come_before_the_widget_that_ran_it() -> None:
+    # an instant engagement: parent and subflow steps in one second, listed newest first
+    run = {**step("notify", "wait", 0), "sid": "FT_run"}
+    sub = [
+        {**step("sms", "Ended", 0), "sid": "FT_sms", "parent_step_sid": "FT_run"},
+        {**step("Trigger", "sms", 0), "sid": "FT_sub", "parent_step_sid": "FT_run"},
+    ]
+    rows = [step("wait", "Ended", 0), run, *sub, step("send", "notify", 0), step("Trigger", "send", 0)]
+    ordered = order_steps(rows)
+    assert [r["widget"] for r in ordered] == ["Trigger", "send", "Trigger", "sms", "notify", "wait"]

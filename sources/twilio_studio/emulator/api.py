@@ -468,7 +468,7 @@ class StudioApi:
             own: s.sid,
             "name": step.event,
             "context": self._step_context_of(s, step),
-            "parent_step_sid": None,
+            "parent_step_sid": step.parent_step_sid,
             "transitioned_from": step.transitioned_from,
             "transitioned_to": step.transitioned_to,
             "type": step.widget.type,
@@ -481,6 +481,8 @@ class StudioApi:
     @staticmethod
     def _step_context_of(script: Script, step: Step) -> dict[str, Any]:
         """What one step parsed: the trigger's payload, or the widget's output."""
+        if step.widget.name == TRIGGER and step.parent_step_sid is not None:  # a subflow, started by its parent
+            return {"trigger": {"parent": {"flow_sid": script.flow.sid, "execution_sid": script.sid}}}
         if step.widget.name == TRIGGER:
             return {"trigger": script.trigger}
         return {"widgets": {step.widget.name: step.output}}

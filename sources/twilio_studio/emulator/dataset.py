@@ -66,7 +66,12 @@ WIDGET_CATALOGUE: dict[str, list[tuple[str, str]]] = {
 }
 TEMPLATES = ("sms_survey", "ivr_menu", "api_notify")  # the rotation of ``flows``
 PAYMENT_TEMPLATE = "ivr_payment"
-TRIGGER_OF = {"sms_survey": "message", "ivr_menu": "call", "api_notify": "request", "ivr_payment": "call"}
+TRIGGER_OF = {
+    "sms_survey": "message", "ivr_menu": "call", "api_notify": "request", "ivr_payment": "call", "subflow": "parent",
+}  # fmt: skip
+# Dataset(subflow=True): api_notify flows run this subflow after notifying the customer
+SUBFLOW_WIDGETS = (("sms_receipt", "send-message"), ("log_delivery", "make-http-request"))
+RUN_SUBFLOW = ("notify_subflow", "run-subflow")
 SYNONYMS = ["", "step_", "w_", "node_", "x_"]
 DATA_KEYS = {
     "sms_survey": ["campaign", "language", "segments"],
@@ -138,6 +143,7 @@ class Step:
     event: str  # the step's name
     transitioned_to: str  # the next widget, or "Ended"
     output: dict[str, Any]
+    parent_step_sid: str | None = None  # a subflow's step: the parent's run-subflow step
 
     @property
     def transitioned_from(self) -> str:
@@ -192,6 +198,7 @@ class Dataset:
         payment_flows: int = 0,
         extra_states: int = 0,
         traffic: str = "flat",
+        subflow: bool = False,
     ) -> None:
         if flows < 0 or engagements_per_flow < 0 or payment_flows < 0:
             raise ValueError("flows, engagements_per_flow and payment_flows must be zero or more")
@@ -211,6 +218,8 @@ class Dataset:
             counts = shaped_counts(flows + payment_flows, engagements_per_flow)
         self._shapes: dict[int, Shape] = {}
         self.flows: list[Flow] = []
+        # a subflow is one more flow of the account; it runs only inside its parents (no engagements of its own)
+        self._subflow_sid = "FW" + _hex(self.seed, "subflow") if subflow else None
         for i, count in enumerate(counts):
             if traffic == "shaped":
                 spacing = max(1, span_s // max(1, count))
@@ -218,6 +227,9 @@ class Dataset:
                 self.flows.append(self._make_flow(i, spacing, count))
             else:  # flows with a Capture Payments widget come after the others, so adding them changes no other flow
                 self.flows.append(self._make_flow(i, spacing, count, PAYMENT_TEMPLATE, i - flows))
+        self.subflow: Flow | None = self._make_subflow(len(self.flows)) if subflow else None
+        if self.subflow is not None:
+            self.flows.append(self.subflow)
         self.flows_by_sid = {f.sid: f for f in self.flows}
         self._script = lru_cache(maxsize=8192)(self._make_script)
 
@@ -229,7 +241,10 @@ class Dataset:
         variant = i // len(TEMPLATES) if variant is None else variant
         prefix = SYNONYMS[variant % len(SYNONYMS)]
         suffix = "" if variant < len(SYNONYMS) else f"_{variant}"
-        widgets = tuple(Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in WIDGET_CATALOGUE[template])
+        catalogue = list(WIDGET_CATALOGUE[template])
+        if self._subflow_sid is not None and template == "api_notify":
+            catalogue.insert(2, RUN_SUBFLOW)
+        widgets = tuple(Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in catalogue)
         keys = tuple(f"{prefix}{k}{suffix}" for k in DATA_KEYS[template])
         created = self.start - timedelta(days=200 - i)
         base = self.start - timedelta(seconds=spacing * count)
@@ -268,8 +283,20 @@ class Dataset:
             dates.append(base + timedelta(seconds=window * 0.8))
         phone = f"+1555{(self.seed * 7919 + i) % 10_000_000:07d}"
         return build_revisions(
-            [(w.name, w.type) for w in widgets], TRIGGER_OF[template], count, dates, draft, phone, self.extra_states
-        )
+            [(w.name, w.type) for w in widgets], TRIGGER_OF[template], count, dates, draft, phone, self.extra_states,
+            self._subflow_sid,
+        )  # fmt: skip
+
+    def _make_subflow(self, i: int) -> Flow:
+        created = self.start - timedelta(days=250)
+        widgets = tuple(Widget(name, wtype) for name, wtype in SUBFLOW_WIDGETS)
+        phone = f"+1555{(self.seed * 7919 + i) % 10_000_000:07d}"
+        revisions = build_revisions([(w.name, w.type) for w in widgets], "parent", 1, [created], False, phone)
+        return Flow(
+            index=i, sid=self._subflow_sid or "", friendly_name="Notify Subflow", template="subflow",
+            widgets=widgets, data_keys=(), phone=phone, date_created=created, date_updated=created,
+            version=1, status="published", spacing=1, base=self.start, revisions=revisions, published=revisions,
+        )  # fmt: skip
 
     # ----------------------------------------------------------- engagements
     def created_at(self, flow: Flow, i: int) -> datetime:
@@ -281,6 +308,8 @@ class Dataset:
 
     def index_range(self, flow: Flow, now: datetime) -> tuple[int, int]:
         """The indices ``lo <= i < hi`` of the engagements visible at ``now``."""
+        if flow.template == "subflow":
+            return 0, 0
         hi = self._first_index_at_or_after(flow, now)
         lo = self._first_index_at_or_after(flow, now - RETENTION)
         return lo, max(lo, hi)
@@ -388,11 +417,40 @@ class Dataset:
                 if state.type == "send-and-wait-for-reply" and long_running:
                     wait = rng.randint(3_600, 5 * 86_400)  # replies that come hours or days later
                 t = t + timedelta(seconds=wait)
+            if state.type == "run-subflow" and self.subflow is not None:
+                t = self._subflow_steps(steps, widget, event, nxt, t, rng, address, flow, instant)
+                continue
             output = {} if state.name == TRIGGER else self._widget_output(widget, rng, address, flow, n, event)
             steps.append(
                 Step(sid="FT" + _rhex(rng), widget=widget, at=t, event=event, transitioned_to=nxt, output=output)
             )
         return tuple(steps)
+
+    def _subflow_steps(
+        self,
+        steps: list[Step],
+        widget: Widget,
+        event: str,
+        nxt: str,
+        t: datetime,
+        rng: random.Random,
+        address: str,
+        flow: Flow,
+        instant: bool,
+    ) -> datetime:
+        """The subflow's walk (its steps name the run-subflow step as parent), then the widget's own step."""
+        assert self.subflow is not None
+        parent_sid = "FT" + _rhex(rng)
+        for n, (state, sub_event, sub_next) in enumerate(walk(self.subflow.revisions[-1], "parent", rng)):
+            sub_widget = Widget(state.name, state.type)
+            if not instant:
+                t = t + timedelta(seconds=rng.randint(1, 5))
+            output = {} if state.name == TRIGGER else self._widget_output(sub_widget, rng, address, flow, n, sub_event)
+            steps.append(Step("FT" + _rhex(rng), sub_widget, t, sub_event, sub_next, output, parent_sid))
+        if not instant:
+            t = t + timedelta(seconds=1)  # the widget's step follows its subflow's end
+        steps.append(Step(parent_sid, widget, t, event, nxt, {"flow_sid": self.subflow.sid, "status": event}))
+        return t
 
     def _widget_output(
         self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int, event: str
@@ -575,8 +633,8 @@ class Dataset:
         widgets: dict[str, Any] = {}
         variables: dict[str, Any] = {}
         for s in done:
-            if s.widget.name == TRIGGER:
-                continue  # the trigger's payload is the context's `trigger`, not a widget
+            if s.widget.name == TRIGGER or s.parent_step_sid is not None:
+                continue  # the trigger's payload is the context's `trigger`; a subflow's widgets are its own
             widgets[s.widget.name] = s.output
             if s.widget.type == "set-variables":
                 variables = {

@@ -22,7 +22,9 @@ MAX_STEPS = 1000  # Twilio ends an execution after 1,000 steps (API-NOTES "Lifet
 ALL_TRIGGER_EVENTS = (
     "incomingMessage", "incomingCall", "incomingConversationMessage", "incomingRequest", "incomingParent",
 )  # fmt: skip
-TRIGGER_EVENTS = {"message": "incomingMessage", "call": "incomingCall", "request": "incomingRequest"}
+TRIGGER_EVENTS = {
+    "message": "incomingMessage", "call": "incomingCall", "request": "incomingRequest", "parent": "incomingParent",
+}  # fmt: skip
 # The widget library's events per type: (event, odds, whether the branch continues to the next widget).
 # A branch that does not continue has no `next` in the definition: the engagement ends there.
 EVENTS: dict[str, tuple[tuple[str, float, bool], ...]] = {
@@ -104,7 +106,7 @@ class Revision:
         }
 
 
-def _properties(wtype: str, n: int, phone: str) -> dict[str, Any]:
+def _properties(wtype: str, n: int, phone: str, subflow_sid: str | None = None) -> dict[str, Any]:
     offset = {"x": 40 + 260 * (n % 3), "y": 200 * n}
     props: dict[str, Any] = {"offset": offset}
     if wtype in ("send-message", "send-and-wait-for-reply"):
@@ -122,7 +124,7 @@ def _properties(wtype: str, n: int, phone: str) -> dict[str, Any]:
     elif wtype == "connect-call-to":
         props.update({"noun": "number", "to": phone, "timeout": 30})
     elif wtype == "run-subflow":
-        props.update({"flow_sid": "FW" + "0" * 32, "flow_revision": "LatestPublished"})
+        props.update({"flow_sid": subflow_sid, "flow_revision": "LatestPublished", "parameters": []})
     return props
 
 
@@ -149,7 +151,12 @@ DESIGNS = (
 
 
 def design_states(
-    widgets: Sequence[tuple[str, str]], trigger: str, design: _Design, phone: str, extra_states: int = 0
+    widgets: Sequence[tuple[str, str]],
+    trigger: str,
+    design: _Design,
+    phone: str,
+    extra_states: int = 0,
+    subflow_sid: str | None = None,
 ) -> tuple[State, ...]:
     """The states of one revision: the trigger, then the widgets wired in order by their events."""
     chosen = list(widgets if design.all_widgets or len(widgets) <= 3 else widgets[:-2])
@@ -171,7 +178,7 @@ def design_states(
                 transitions.extend(_match_branches(name, names, n, design.rewired, odds))
                 continue
             transitions.append(Transition(event, target, odds=odds))
-        states.append(State(name, wtype, tuple(transitions), _properties(wtype, n + 1, phone)))
+        states.append(State(name, wtype, tuple(transitions), _properties(wtype, n + 1, phone, subflow_sid)))
     for k in range(extra_states):  # a long, disconnected chain: Studio allows unreachable widgets
         nxt = f"pad_{k + 2:04d}" if k + 1 < extra_states else None
         offset = {"offset": {"x": 900, "y": 80 * k}}
@@ -204,12 +211,14 @@ def build_revisions(
     draft_last: bool,
     phone: str,
     extra_states: int = 0,
+    subflow_sid: str | None = None,
 ) -> tuple[Revision, ...]:
     """Revisions 1..count of a flow; ``dates`` are their creation times, oldest first."""
     out = []
     for number in range(1, count + 1):
         message, design = DESIGNS[min(number, len(DESIGNS)) - 1]
-        states = design_states(widgets, trigger, design, phone, extra_states if number == count else 0)
+        extra = extra_states if number == count else 0
+        states = design_states(widgets, trigger, design, phone, extra, subflow_sid)
         status = "draft" if draft_last and number == count else "published"
         out.append(
             Revision(
