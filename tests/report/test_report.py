@@ -647,7 +647,7 @@ def test_versioned_report_renders_transitions(history: History) -> None:
     assert NO_VERSIONS_NOTE not in text and html.escape(NO_VERSIONS_NOTE) not in page
     # loaded without engagement_steps: the path view says how to load them
     assert history.report.paths == [] and history.report.notes["paths"] == NO_STEPS_NOTE
-    assert "--resources flows,engagements,engagement_steps" in NO_STEPS_NOTE
+    assert "--resources flows,flow_revisions,engagements,engagement_steps" in NO_STEPS_NOTE
     assert f"{NO_STEPS_NOTE}\n" in text and html.escape(NO_STEPS_NOTE) in page
     assert '<img alt="Widget paths: ' not in page
 
