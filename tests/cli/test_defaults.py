@@ -24,7 +24,7 @@ from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids
 from twilio_studio.emulator import Dataset, Emulator
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-ALL_RESOURCES = "flows,engagements,engagement_steps,executions,execution_steps"
+ALL_RESOURCES = "flows,flow_revisions,engagements,engagement_steps,executions,execution_steps"
 EXTRA_TABLES = re.compile(r"\btwilio_studio\.(engagement_steps|executions|execution_steps)\b")
 
 
