@@ -18,6 +18,7 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from twilio_studio.children import ChildTables
 from twilio_studio.client import (
     ConfigurationError,
     PaginationError,
@@ -26,7 +27,7 @@ from twilio_studio.client import (
     StudioClient,
     StudioError,
 )
-from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
+from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
@@ -271,10 +272,10 @@ def twilio_studio_source(
             )  # fmt: skip
 
         snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
-        columnar = options.write_mode != "scd2"  # scd2 versions rows by dlt's own row hashes
+        versions = options.write_mode == "scd2"  # every version its own child rows, keyed by its hash
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h)
-            for name, h in table_hints(kind.name, kind.owner, merge=snapshot_at is None).items()
+            for name, h in table_hints(kind.name, kind.owner, options.write_mode).items()
         }
         root = dict(WRITE_HINTS[options.write_mode])
         root["columns"] = {
@@ -283,8 +284,8 @@ def twilio_studio_source(
         }
         hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root)
         load_id = current_load_id()
-        if columnar:
-            quiet_json_notice()
+        quiet_json_notice()
+        children = ChildTables(kind.owner, kind.widget_fields)
 
         def new_batch() -> RunTables:
             return RunTables(
@@ -292,7 +293,9 @@ def twilio_studio_source(
                 kind.owner,
                 kind.extra,
                 snapshot=snapshot_at is not None,
-                tombstones=snapshot_at is None and options.context_mode != "never",
+                tombstones=options.write_mode == "merge" and options.context_mode != "never",
+                children=children,
+                versions=versions,
             )
 
         def flush(batch: RunTables) -> Iterator[Any]:
@@ -306,21 +309,18 @@ def twilio_studio_source(
                 )
 
         batch = new_batch()
-        for rows in walker.run(sids, cursors, save):
-            if pseudonymize is not None:
-                rows = [pseudonymize(row) for row in rows]
-            if not columnar:
-                yield [without_nul(row) for row in rows]
-                continue
-            for row in rows:
-                batch.add(row, load_id, snapshot_at)
-            # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
-            # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
-            if len(batch) >= ARROW_BATCH_ROWS:
-                yield from flush(batch)
-                batch = new_batch()
-        if columnar:
+        try:
+            for rows in walker.run(sids, cursors, save):
+                for row in rows:
+                    batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
+                # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
+                # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
+                if len(batch) >= ARROW_BATCH_ROWS:
+                    yield from flush(batch)
+                    batch = new_batch()
             yield from flush(batch)
+        finally:
+            children.close()
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()
 
@@ -340,17 +340,12 @@ def twilio_studio_source(
             # named explicitly: a transformer's output otherwise takes the parent item's table hints
             yield dlt.mark.with_table_name(rows, f"{kind.name[:-1]}_steps")
 
-    # the Arrow path declares its child tables itself; dlt's normalizer (scd2) needs nested hints
-    nested: dict[str, Any] = {"nested_hints": NESTED_HINTS} if options.write_mode == "scd2" else {}
     # resource-level columns would reach every table the Arrow path writes: there, the root table
     # gets its columns with its first page instead
     engagement_kind = replace(ENGAGEMENTS, widget_fields=options.widget_fields)
     execution_kind = replace(EXECUTIONS, widget_fields=options.widget_fields)
-    engagements = dlt.resource(runs, name="engagements", **nested)(engagement_kind)
-    executions = dlt.resource(runs, name="executions", selected=False, **nested)(execution_kind)
-    if options.write_mode == "scd2":
-        engagements.apply_hints(columns=ENGAGEMENT_COLUMNS, **WRITE_HINTS["scd2"])
-        executions.apply_hints(columns=EXECUTION_COLUMNS, **WRITE_HINTS["scd2"])
+    engagements = dlt.resource(runs, name="engagements")(engagement_kind)
+    executions = dlt.resource(runs, name="executions", selected=False)(execution_kind)
     step_hints: dict[str, Any] = {
         "write_disposition": "merge", "primary_key": "sid", "columns": STEP_COLUMNS, "nested_hints": NESTED_HINTS,
     }  # fmt: skip

@@ -280,7 +280,7 @@ class EngagementWalker:
     def _rows(self, items: list[dict[str, Any]], flow_sid: str, stats: WalkStats) -> list[dict[str, Any]]:
         kind = self.kind
         if self.context_mode == "never":
-            return [engagement_row(item, None, kind.owner, kind.extra, kind.widget_fields) for item in items]
+            return [engagement_row(item, None, kind.owner, kind.extra, children=False) for item in items]
         raw = [item.get("context") for item in items]
         contexts = [coerce_context(c) for c in raw]
         if self.context_mode == "fetch_missing":
@@ -304,7 +304,7 @@ class EngagementWalker:
                 reason = "a context that is not a JSON object"
                 stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
         return [
-            engagement_row(item, ctx, kind.owner, kind.extra, kind.widget_fields)
+            engagement_row(item, ctx, kind.owner, kind.extra, children=False)
             for item, ctx in zip(items, contexts, strict=True)
         ]
 
