@@ -26,6 +26,7 @@ def build(args: argparse.Namespace) -> Emulator:
         flows=args.flows,
         engagements_per_flow=args.engagements,
         context_padding=args.context_padding,
+        context_shape=args.context_shape,
     )
     faults = Faults(latency=args.latency, max_concurrency=args.max_concurrency, seed=args.seed)
     return Emulator(dataset, faults=faults)
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flows", type=int, required=True)
     p.add_argument("--engagements", type=int, required=True, help="per flow")
     p.add_argument("--context-padding", type=int, default=0, help="Dataset(context_padding=N)")
+    p.add_argument("--context-shape", default="default", help="Dataset(context_shape=...): light, default or heavy")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each API request")
     p.add_argument("--max-concurrency", type=int, default=None, help="above this many in flight: 429")
     args = p.parse_args(argv)

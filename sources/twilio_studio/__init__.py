@@ -18,7 +18,6 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
-from twilio_studio.children import ChildTables
 from twilio_studio.client import (
     ConfigurationError,
     PaginationError,
@@ -118,6 +117,8 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
         "write_disposition": "append",
         "columns": {**ENGAGEMENT_COLUMNS, "snapshot_at": dict(TIMESTAMP)},
     },
+    # merge's first load (see runs): appended, keyed as merge will key it from the second run on
+    "first": {"write_disposition": "append", "primary_key": "sid"},
 }
 
 
@@ -273,11 +274,17 @@ def twilio_studio_source(
 
         snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
         versions = options.write_mode == "scd2"  # every version its own child rows, keyed by its hash
+        # The first load of these tables has nothing to merge with: it appends (no staging copy,
+        # no de-duplication: that merge was most of a full load's load step, BENCHMARKS.md)
+        write_mode = options.write_mode
+        first = write_mode == "merge" and not any(c.last_value for c in cursors.values())
+        if first and kind.name not in dlt.current.source_schema().tables:
+            write_mode = "first"
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h)
-            for name, h in table_hints(kind.name, kind.owner, options.write_mode).items()
+            for name, h in table_hints(kind.name, kind.owner, write_mode).items()
         }
-        root = dict(WRITE_HINTS[options.write_mode])
+        root = dict(WRITE_HINTS[write_mode])
         root["columns"] = {
             **(ENGAGEMENT_COLUMNS if kind.name == "engagements" else EXECUTION_COLUMNS),
             **root.get("columns", {}),
@@ -285,7 +292,6 @@ def twilio_studio_source(
         hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root)
         load_id = current_load_id()
         quiet_json_notice()
-        children = ChildTables(kind.owner, kind.widget_fields)
 
         def new_batch() -> RunTables:
             return RunTables(
@@ -293,8 +299,8 @@ def twilio_studio_source(
                 kind.owner,
                 kind.extra,
                 snapshot=snapshot_at is not None,
-                tombstones=options.write_mode == "merge" and options.context_mode != "never",
-                children=children,
+                tombstones=write_mode == "merge" and options.context_mode != "never",
+                widget_fields=kind.widget_fields,
                 versions=versions,
             )
 
@@ -309,18 +315,15 @@ def twilio_studio_source(
                 )
 
         batch = new_batch()
-        try:
-            for rows in walker.run(sids, cursors, save):
-                for row in rows:
-                    batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
-                # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
-                # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
-                if len(batch) >= ARROW_BATCH_ROWS:
-                    yield from flush(batch)
-                    batch = new_batch()
-            yield from flush(batch)
-        finally:
-            children.close()
+        for rows in walker.run(sids, cursors, save):
+            for row in rows:
+                batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
+            # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
+            # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
+            if len(batch) >= ARROW_BATCH_ROWS:
+                yield from flush(batch)
+                batch = new_batch()
+        yield from flush(batch)
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()
 

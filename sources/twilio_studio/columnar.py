@@ -26,8 +26,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute
 
-from twilio_studio.children import ChildTables
-from twilio_studio.context import context_children, strip_nul
+from twilio_studio.context import strip_nul
+from twilio_studio.flatten import ChildColumns
 
 logger = logging.getLogger("twilio_studio")
 
@@ -89,23 +89,26 @@ class Columns:
         )
 
 
-def _json(value: Any, what: str = "a value") -> str | None:
-    """JSON text of a context or output, NUL characters removed (PostgreSQL's jsonb refuses them)."""
+def _json_and_value(value: Any, what: str = "a value") -> tuple[str | None, Any]:
+    """JSON text of a context or output and the value it was made of, NUL characters removed from
+    both (PostgreSQL's jsonb refuses them): children are built from the cleaned value."""
     if value is None:
-        return None
+        return None, None
     try:
         text = orjson.dumps(value).decode()
     except TypeError:  # nested deeper than orjson's 254 levels: keep the row, not the JSON
         logger.warning("%s is nested deeper than 254 levels: stored without its JSON", what)
-        return None
+        return None, strip_nul(value)
     if "\\u0000" in text:  # rare: only then pay for a second pass
-        text = orjson.dumps(strip_nul(value)).decode()
-    return text
+        value = strip_nul(value)
+        text = orjson.dumps(value).decode()
+    return text, value
 
 
 class RunTables:
     """Builds the root table (engagements or executions) and its child tables from rows of
-    ``context.engagement_row(..., children=False)``: the root in Python, the children by DuckDB."""
+    ``context.engagement_row(..., children=False)``: the root row by row, the children column by
+    column (``flatten.ChildColumns``)."""
 
     def __init__(
         self,
@@ -114,14 +117,14 @@ class RunTables:
         extra: tuple[str, ...],
         snapshot: bool,
         tombstones: bool,
-        children: ChildTables,
+        widget_fields: str = "arrays",
         versions: bool = False,
     ) -> None:
         self.root, self.owner = root, owner
         self.versions = versions  # scd2: a root row's `_dlt_id` is the hash of its content
         self.tombstones = tombstones  # merge replaces child rows; append only adds
-        self.children = children
         self.run = Columns(run_fields(extra, snapshot), required=("sid", "_dlt_id"))
+        self.children = ChildColumns(owner, widget_fields)
         keys = (owner, "_dlt_id")
         self.schemas = {
             "widgets": Columns([(owner, TEXT), *WIDGET_FIELDS, *CHILD_ID_FIELDS], keys).schema,
@@ -133,40 +136,20 @@ class RunTables:
                 for key in ("flow_data", "flow_variables")
             },
         }
-        # contexts too deep for JSON text (rare): their child rows come from context.py in Python
-        self.deep: dict[str, list[dict[str, Any]]] = {name: [] for name in self.schemas}
 
     def add(self, row: dict[str, Any], load_id: str | None, snapshot_at: datetime | None) -> None:
-        """Adds one root row (its ``context`` a dict or None); the row is consumed."""
-        context = row["context"]
-        row["context"] = _json(context, f"the context of {row['sid']}")
+        """Adds one root row (its ``context`` a dict or None) and its child rows; the row is consumed."""
+        text, context = _json_and_value(row["context"], f"the context of {row['sid']}")
+        row["context"] = text
         if self.versions:
             root_id = version_hash(row)
         elif snapshot_at is not None:
             root_id = f"{row['sid']}@{snapshot_at:%Y%m%dT%H%M%S%f}"
         else:
             root_id = row["sid"]
-        if context is not None and row["context"] is None:
-            self._add_deep(row, context, root_id)
+        self.children.add(context, row["sid"], row["flow_sid"], root_id)
         row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
         self.run.append(row)
-
-    def _add_deep(self, row: dict[str, Any], context: dict[str, Any], root_id: str) -> None:
-        children = context_children(context, row["sid"], row["flow_sid"], self.owner, self.children.widget_fields)
-        for n, widget in enumerate(children["widgets"]):
-            widget_id = f"{root_id}/w{n}"
-            for m, leaf in enumerate(widget.pop("fields")):
-                leaf.update(_dlt_id=f"{widget_id}/{m}", _dlt_parent_id=widget_id, _dlt_root_id=root_id, _dlt_list_idx=m)
-                self.deep["fields"].append(leaf)
-            widget["outputs"] = _json(widget["outputs"], f"the output of widget {n} of {row['sid']}")
-            widget.update(_dlt_id=widget_id, _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n)
-            self.deep["widgets"].append(widget)
-        for key in ("flow_data", "flow_variables"):
-            for n, leaf in enumerate(children[key]):
-                leaf.update(
-                    _dlt_id=f"{root_id}/{key}/{n}", _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n
-                )
-                self.deep[key].append(leaf)
 
     def __len__(self) -> int:
         return len(self.run)
@@ -177,18 +160,12 @@ class RunTables:
         if not len(root):
             return
         yield self.root, root
-        roots = root.select(["sid", "flow_sid", "_dlt_id", "context"]).rename_columns(
-            ["sid", "flow_sid", "root_id", "context"]
-        )
-        computed = self.children.tables(roots)
+        computed = self.children.tables(self.schemas)
         for name, schema in self.schemas.items():
-            parts = [_conform(computed[name], schema)] if name in computed else []
-            if self.deep[name]:
-                parts.append(pa.Table.from_pylist(self.deep[name], schema=schema))
+            table = computed[name]
             if self.tombstones:
-                parts.append(_tombstones(root["sid"], root["_dlt_id"], schema, self.owner))
-            table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
-            if table is not None and len(table):
+                table = pa.concat_tables([table, _tombstones(root["sid"], root["_dlt_id"], schema, self.owner)])
+            if len(table):
                 yield f"{self.root}__{TABLE_SUFFIX[name]}", table
 
 
@@ -197,16 +174,6 @@ def version_hash(row: dict[str, Any]) -> str:
     version whose context changed is a new version, and one read again is the same."""
     digest = hashlib.blake2b(orjson.dumps(row, default=str, option=orjson.OPT_SORT_KEYS), digest_size=16)
     return digest.hexdigest()
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """DuckDB's result in the column order and types of ``schema`` (``_tombstone`` null)."""
-    n = len(table)
-    columns = [
-        table[field.name].cast(field.type) if field.name in table.column_names else pa.nulls(n, field.type)
-        for field in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _tombstones(sids: pa.ChunkedArray, root_ids: pa.ChunkedArray, schema: pa.Schema, owner: str) -> pa.Table:
@@ -221,7 +188,8 @@ def _tombstones(sids: pa.ChunkedArray, root_ids: pa.ChunkedArray, schema: pa.Sch
 def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, Any]]:
     """dlt hints of the child tables, by write mode: ``merge`` replaces a root's child rows (merge on
     the owner's SID, tombstones deleting), ``scd2`` adds each version's rows once (merge on
-    ``_dlt_id``, derived from the version's hash), ``append`` only adds.
+    ``_dlt_id``, derived from the version's hash), ``append`` only adds, and so does ``first``
+    (merge's first load, with merge's keys).
 
     The root table takes the resource's own hints: it is yielded without per-item hints, because
     dlt hands a transformer's output the hints of the item it came from (the steps transformer).
@@ -251,6 +219,8 @@ def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, A
             "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
             "primary_key": [owner, "_dlt_id"],
         }
+    elif write_mode == "first":  # merge's first load: appended, keyed as merge keys it later
+        disposition = {"write_disposition": "append", "merge_key": owner, "primary_key": [owner, "_dlt_id"]}
     else:
         disposition = {"write_disposition": "append"}
     json_col = {"data_type": "json"}
