@@ -26,7 +26,7 @@ from twilio_studio.client import (
     StudioClient,
     StudioError,
 )
-from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints
+from twilio_studio.columnar import RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
@@ -280,8 +280,9 @@ def twilio_studio_source(
         first = write_mode == "merge" and not any(c.last_value for c in cursors.values())
         if first and kind.name not in dlt.current.source_schema().tables:
             write_mode = "first"
+        exact = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
-            name: dlt.mark.make_hints(table_name=name, **h)
+            name: dlt.mark.make_hints(table_name=name, **h, **exact)
             for name, h in table_hints(kind.name, kind.owner, write_mode).items()
         }
         root = dict(WRITE_HINTS[write_mode])
@@ -289,7 +290,7 @@ def twilio_studio_source(
             **(ENGAGEMENT_COLUMNS if kind.name == "engagements" else EXECUTION_COLUMNS),
             **root.get("columns", {}),
         }
-        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root)
+        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root, **exact)
         load_id = current_load_id()
         quiet_json_notice()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twilio_studio.client import StudioError
-from twilio_studio.columnar import loader_file_format, stored_counts
+from twilio_studio.columnar import stored_counts
 from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
 from twilio_studio.memory import few_malloc_arenas
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
@@ -133,8 +133,6 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     before = 0 if refresh else _engagement_count(pipeline)
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
-    if file_format := loader_file_format(pipeline.destination.destination_name):
-        kwargs["loader_file_format"] = file_format
     if refresh:
         kwargs["refresh"] = "drop_sources"
     few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import dlt
 import orjson
 import pyarrow as pa
 import pyarrow.compute
@@ -273,12 +274,17 @@ def stored_counts(written: dict[str, int], tables: dict[str, Any]) -> dict[str, 
     return {name: count for name, count in out.items() if count}
 
 
-# The loader files to ask dlt for, by destination: Parquet where the destination reads it natively
-# (fast); INSERT statements for PostgreSQL, whose CSV path (dlt's default for Arrow items there)
-# loads every empty string as NULL (COPY ... FORCE_NULL), e.g. the `path` '' of plain flow data.
-LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "insert_values"}
+# Loader files where dlt's choice for Arrow tables would change values: PostgreSQL gets Arrow as CSV,
+# which dlt copies with FORCE_NULL, so every empty string (e.g. the `path` '' of plain flow data)
+# would be stored as NULL. INSERT files keep them. Every other destination takes dlt's choice.
+EXACT_FILE_FORMATS = {"postgres": "insert_values"}
 
 
-def loader_file_format(destination_name: str) -> str | None:
-    """The ``loader_file_format`` to pass to ``pipeline.run`` for this destination; None: dlt's choice."""
-    return LOADER_FILE_FORMATS.get(destination_name)
+def exact_file_format() -> str | None:
+    """The loader file format the tables of this run must use, by the running pipeline's
+    destination: set as a table hint, it wins over ``pipeline.run(loader_file_format=...)``."""
+    try:
+        destination = dlt.current.pipeline().destination
+    except Exception:  # iterated outside a pipeline: nothing is loaded
+        return None
+    return EXACT_FILE_FORMATS.get(destination.destination_name) if destination is not None else None
