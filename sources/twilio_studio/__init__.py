@@ -280,7 +280,7 @@ def twilio_studio_source(
         first = write_mode == "merge" and not any(c.last_value for c in cursors.values())
         if first and kind.name not in dlt.current.source_schema().tables:
             write_mode = "first"
-        exact = {"file_format": file_format} if (file_format := exact_file_format()) else {}
+        exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h, **exact)
             for name, h in table_hints(kind.name, kind.owner, write_mode).items()

@@ -131,6 +131,7 @@ def test_empty_strings_stay_empty_whatever_loader_format_the_user_asks_for(
     kwargs = {"loader_file_format": loader_file_format} if loader_file_format else {}
     pg.pipeline.run(make_source(emu.base_url), **kwargs)
     blank, null = pg.sql(
-        "SELECT count(*) FILTER (WHERE path = ''), count(*) FILTER (WHERE path IS NULL) FROM {ds}.engagements__flow_data"
+        "SELECT count(*) FILTER (WHERE path = ''), count(*) FILTER (WHERE path IS NULL) "
+        "FROM {ds}.engagements__flow_data"
     )[0]
     assert blank > 0 and null == 0
