@@ -252,6 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             options[name] = value
     if args.flow:
         options["flow_sids"] = args.flow
+    if args.stop_at_ended_pages:
+        options["stop_at_ended_pages"] = True
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
     if args.resources:
         wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
@@ -391,6 +393,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resources", default=None, metavar="A,B",
                      help="comma-separated: flows, engagements, engagement_steps, executions, execution_steps "
                      "(default flows,engagements)")  # fmt: skip
+    run.add_argument("--stop-at-ended-pages", action="store_true",
+                     help="stop each flow's walk at the first page whose engagements had all ended by the last "
+                     "run (hourly runs read only the newest pages; relies on Twilio's newest-first order, see README)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     run.set_defaults(func=cmd_run)
 

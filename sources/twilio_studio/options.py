@@ -53,6 +53,7 @@ class SourceOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    stop_at_ended_pages: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ValidOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    stop_at_ended_pages: bool
 
     def __repr__(self) -> str:  # never show the password, not even in a debugger or a traceback
         return f"ValidOptions(base_url={self.base_url!r}, flow_sids={self.flow_sids!r}, ...)"
@@ -204,6 +206,10 @@ def validate_options(o: SourceOptions) -> ValidOptions:
             raise ConfigurationError(
                 f"{name}: {_shown(value)} must be a number of seconds, zero or more ({where(name)})"
             )
+    if not isinstance(o.stop_at_ended_pages, bool):
+        raise ConfigurationError(
+            f"stop_at_ended_pages: {_shown(o.stop_at_ended_pages)} must be true or false ({where('stop_at_ended_pages')})"
+        )
     if o.request_timeout == 0:
         raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")
     username, password = _credentials(o)
@@ -222,4 +228,5 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         lookback_seconds=float(o.lookback_seconds),
         max_attempts=max_attempts,
         request_timeout=float(o.request_timeout),
+        stop_at_ended_pages=o.stop_at_ended_pages,
     )
