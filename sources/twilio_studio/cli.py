@@ -394,8 +394,9 @@ def parser() -> argparse.ArgumentParser:
                      help="comma-separated: flows, engagements, engagement_steps, executions, execution_steps "
                      "(default flows,engagements)")  # fmt: skip
     run.add_argument("--stop-at-ended-pages", action="store_true",
-                     help="stop each flow's walk at the first page whose engagements had all ended by the last "
-                     "run (hourly runs read only the newest pages; relies on Twilio's newest-first order, see README)")  # fmt: skip
+                     help="stop each flow's walk at the first page whose engagements had all ended by the "
+                     "last run (hourly runs read only the newest pages; relies on Twilio's newest-first "
+                     "order, see README)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     run.set_defaults(func=cmd_run)
 

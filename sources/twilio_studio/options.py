@@ -208,7 +208,8 @@ def validate_options(o: SourceOptions) -> ValidOptions:
             )
     if not isinstance(o.stop_at_ended_pages, bool):
         raise ConfigurationError(
-            f"stop_at_ended_pages: {_shown(o.stop_at_ended_pages)} must be true or false ({where('stop_at_ended_pages')})"
+            f"stop_at_ended_pages: {_shown(o.stop_at_ended_pages)} must be true or false "
+            f"({where('stop_at_ended_pages')})"
         )
     if o.request_timeout == 0:
         raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")

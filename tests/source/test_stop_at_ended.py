@@ -34,10 +34,10 @@ def pages_that_can_hold_changes(emu: Emulator, oldest_active: dict[str, Any], pa
     engagement still active at the last run (per flow), that page included."""
     d, now = emu.dataset, emu.now()
     total = 0
-    for flow in d.flows:
-        lo, hi = d.index_range(flow, now)
+    for f in d.flows:
+        lo, hi = d.index_range(f, now)
         pages = -(-(hi - lo) // page_size) + (1 if (hi - lo) % page_size == 0 else 0)
-        newer = sum(1 for i in range(lo, hi) if d.created_at(flow, i) >= oldest_active[flow.sid])
+        newer = sum(1 for i in range(lo, hi) if d.created_at(f, i) >= oldest_active[f.sid])
         total += min(pages, newer // page_size + (1 if newer % page_size == 0 else 2))
     return total
 
