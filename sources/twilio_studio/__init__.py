@@ -30,7 +30,7 @@ from twilio_studio.columnar import RunTables, exact_file_format, parent_rows, qu
 from twilio_studio.context import flow_row
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
-from twilio_studio.memory import release_freed_memory
+from twilio_studio.memory import bounded_duckdb, few_malloc_arenas, release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
 from twilio_studio.runlock import RunInProgressError, hold_for_run, install_release_hook, run_lock
@@ -264,6 +264,8 @@ def twilio_studio_source(
     def runs(kind: RunKind) -> Iterator[Any]:
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         preflight()
+        few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
+        bounded_duckdb()  # and a DuckDB destination a memory cap for the load step
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}

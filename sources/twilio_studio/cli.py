@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 from twilio_studio.client import StudioError
 from twilio_studio.columnar import stored_counts
 from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
-from twilio_studio.memory import few_malloc_arenas
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
@@ -135,13 +133,11 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     kwargs: dict[str, Any] = {}
     if refresh:
         kwargs["refresh"] = "drop_sources"
-    few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
-    with bounded_duckdb(pipeline.destination.destination_name):
-        if pipeline.has_pending_data:
-            # dlt's run() would load them and return without extracting: load them, then this run's data
-            logger.warning("pipeline %s: loading the package(s) an earlier run left first", pipeline.pipeline_name)
-            pipeline.run()
-        pipeline.run(source, **kwargs)
+    if pipeline.has_pending_data:
+        # dlt's run() would load them and return without extracting: load them, then this run's data
+        logger.warning("pipeline %s: loading the package(s) an earlier run left first", pipeline.pipeline_name)
+        pipeline.run()
+    pipeline.run(source, **kwargs)
     normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     counts = normalized.row_counts if normalized is not None else {}
     rows = stored_counts({k: v for k, v in counts.items() if not k.startswith("_dlt")}, pipeline.default_schema.tables)
@@ -149,38 +145,6 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     after = _engagement_count(pipeline)
     new = max(0, after - before)
     return RunSummary(time.monotonic() - started, rows, new=new, updated=max(0, written - new))
-
-
-# DuckDB's default memory limit is 80% of RAM, and the merge of a full load of 100,000 engagements
-# took gigabytes (BENCHMARKS.md). With this much DuckDB spills to disk instead; the process holds the
-# run's Python memory besides (~400 MB after the walk of 100,000), and the whole stays under 600 MB.
-DUCKDB_SETTINGS: dict[str, Any] = {
-    "memory_limit": "128MB",
-    # one thread: the merge's de-duplication (a window over every staging row) then spills to disk
-    # instead of failing; with two, 400,000 engagements ran out of memory at this cap
-    "threads": 1,
-    # the staging copies and merges need not keep row order: less buffering, faster copies
-    "preserve_insertion_order": False,
-}
-DUCKDB_CONFIG_VAR = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-LOAD_WORKERS_VAR = "LOAD__WORKERS"
-
-
-@contextlib.contextmanager
-def bounded_duckdb(destination_name: str) -> Iterator[None]:
-    """For the duration of a run into DuckDB, caps its memory and loads one table at a time (jobs in
-    parallel share the cap and spill more), each unless the user configured it."""
-    if destination_name != "duckdb":
-        yield
-        return
-    defaults = {DUCKDB_CONFIG_VAR: json.dumps(DUCKDB_SETTINGS), LOAD_WORKERS_VAR: "1"}
-    added = [name for name in defaults if name not in os.environ]
-    os.environ.update({name: defaults[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def causes(error: BaseException) -> list[BaseException]:

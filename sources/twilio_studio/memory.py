@@ -67,9 +67,79 @@ def few_malloc_arenas() -> bool:
 
     glibc gives each new thread a heap of its own, up to 8 per core; the walk's threads each
     allocate response bodies and Arrow buffers, and each heap keeps its own high-water mark, so the
-    process's peak grew with the thread count (BENCHMARKS.md). For the CLI's process, not the library.
+    process's peak grew with the thread count (BENCHMARKS.md). Called when a walk starts, before
+    its threads exist; a process-wide setting of glibc's allocator, harmless to other code.
     """
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
     libc = _libc()
     return libc is not None and bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+
+
+# DuckDB's defaults (80% of RAM, insertion order kept) held every block a full load wrote in its
+# buffer pool: 2.1 GB for 100,000 engagements of the heavy shape. Capped, DuckDB evicts or spills to
+# a temp directory beside the file instead, at about the same speed once insertion order is off
+# (BENCHMARKS.md). A value the user configured always wins.
+DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "256MB", "preserve_insertion_order": False}
+DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
+
+
+def bounded_duckdb() -> bool:
+    """Gives the running pipeline's DuckDB destination DUCKDB_SETTINGS for this run's load step,
+    unless the user configured ``destination.duckdb.credentials.global_config`` (env var
+    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG`` or secrets.toml); True if the settings were made.
+
+    Set in dlt's in-memory secrets, where the duckdb destination reads its connection settings when
+    the load step connects (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and
+    taken back when the run's trace ends, so other pipelines of the process keep DuckDB's defaults.
+    """
+    import dlt
+
+    try:
+        pipeline = dlt.current.pipeline()
+    except Exception:  # iterated outside a pipeline
+        return False
+    destination = pipeline.destination
+    if destination is None or destination.destination_name != "duckdb":
+        return False
+    if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
+        return False
+    if not getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True):
+        return False  # no end of run to take the settings back at: DuckDB's defaults, then
+    dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(DUCKDB_SETTINGS)
+    _at_end_of_run(pipeline, lambda: dlt.secrets.__setitem__(DUCKDB_GLOBAL_CONFIG, None))
+    return True
+
+
+class _EndOfRun:
+    """A dlt tracking module (``dlt.pipeline.trace.TRACKING_MODULES``): dlt calls each at the end of
+    every run, failed or not; this one calls what was registered for that pipeline's run."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, list[Any]] = {}
+
+    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_end_trace_step(self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool) -> None:
+        pass
+
+    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
+        for callback in self.pending.pop(id(pipeline), []):
+            callback()
+
+
+END_OF_RUN = _EndOfRun()
+
+
+def _at_end_of_run(pipeline: Any, callback: Any) -> None:
+    from dlt.pipeline import trace
+
+    if trace.TRACKING_MODULES is None:
+        trace.TRACKING_MODULES = []
+    if not any(m is END_OF_RUN for m in trace.TRACKING_MODULES):
+        trace.TRACKING_MODULES.append(END_OF_RUN)
+    END_OF_RUN.pending.setdefault(id(pipeline), []).append(callback)
