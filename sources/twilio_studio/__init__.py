@@ -117,8 +117,14 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
         "write_disposition": "append",
         "columns": {**ENGAGEMENT_COLUMNS, "snapshot_at": dict(TIMESTAMP)},
     },
-    # merge's first load (see runs): appended, keyed as merge will key it from the second run on
+    # the first load of merge and scd2 (see runs): appended, keyed as the mode keys it from the
+    # second run on; scd2's rows carry the validity dlt's scd2 merge would have given them
     "first": {"write_disposition": "append", "primary_key": "sid"},
+    "first_scd2": {
+        "write_disposition": "append",
+        "merge_key": "sid",
+        "columns": {**ENGAGEMENT_COLUMNS, "valid_from": dict(TIMESTAMP), "valid_to": dict(TIMESTAMP)},
+    },
 }
 
 
@@ -150,6 +156,15 @@ def current_load_id() -> str | None:
         return str(dlt.current.load_package_state()["load_id"])
     except Exception:  # CurrentLoadPackageStateNotAvailable outside a pipeline run
         return None
+
+
+def package_created_at() -> datetime:
+    """When the package being extracted was created: the time dlt's scd2 merge gives ``valid_from``."""
+    try:
+        created = dlt.current.load_package()["state"]["created_at"]
+    except Exception:  # outside a pipeline run
+        return datetime.now(timezone.utc)
+    return datetime.fromtimestamp(created.timestamp(), tz=timezone.utc)
 
 
 @dlt.source(name="twilio_studio", max_table_nesting=2)
@@ -288,9 +303,10 @@ def twilio_studio_source(
         # The first load of these tables has nothing to merge with: it appends (no staging copy,
         # no de-duplication: that merge was most of a full load's load step, BENCHMARKS.md)
         write_mode = options.write_mode
-        first = write_mode == "merge" and not any(c.last_value for c in cursors.values())
+        first = write_mode in ("merge", "scd2") and not any(c.last_value for c in cursors.values())
         if first and kind.name not in dlt.current.source_schema().tables:
-            write_mode = "first"
+            write_mode = "first" if write_mode == "merge" else "first_scd2"
+        valid_from = package_created_at() if write_mode == "first_scd2" else None
         exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h, **exact)
@@ -311,6 +327,7 @@ def twilio_studio_source(
                 kind.owner,
                 kind.extra,
                 snapshot=snapshot_at is not None,
+                valid_from=valid_from,
                 tombstones=write_mode == "merge" and options.context_mode != "never",
                 widget_fields=kind.widget_fields,
                 versions=versions,

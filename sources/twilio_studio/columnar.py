@@ -58,7 +58,7 @@ TABLE_SUFFIX = {
 }
 
 
-def run_fields(extra: tuple[str, ...], snapshot: bool) -> list[tuple[str, pa.DataType]]:
+def run_fields(extra: tuple[str, ...], snapshot: bool, validity: bool = False) -> list[tuple[str, pa.DataType]]:
     fields: list[tuple[str, pa.DataType]] = [
         ("sid", TEXT), ("account_sid", TEXT), ("flow_sid", TEXT), ("contact_sid", TEXT),
         ("contact_channel_address", TEXT), ("status", TEXT), ("date_created", TS), ("date_updated", TS),
@@ -68,6 +68,8 @@ def run_fields(extra: tuple[str, ...], snapshot: bool) -> list[tuple[str, pa.Dat
     fields += [("trigger_type", TEXT), ("context", TEXT)]
     if snapshot:
         fields.append(("snapshot_at", TS))
+    if validity:  # scd2's first load, appended: dlt's scd2 merge fills these on later runs
+        fields += [("valid_from", TS), ("valid_to", TS)]
     return [*fields, ("_dlt_load_id", TEXT), *ID_FIELDS]
 
 
@@ -120,11 +122,13 @@ class RunTables:
         tombstones: bool,
         widget_fields: str = "arrays",
         versions: bool = False,
+        valid_from: datetime | None = None,
     ) -> None:
         self.root, self.owner = root, owner
         self.versions = versions  # scd2: a root row's `_dlt_id` is the hash of its content
         self.tombstones = tombstones  # merge replaces child rows; append only adds
-        self.run = Columns(run_fields(extra, snapshot), required=("sid", "_dlt_id"))
+        self.valid_from = valid_from
+        self.run = Columns(run_fields(extra, snapshot, validity=valid_from is not None), required=("sid", "_dlt_id"))
         self.children = ChildColumns(owner, widget_fields)
         keys = (owner, "_dlt_id")
         self.schemas = {
@@ -149,7 +153,7 @@ class RunTables:
         else:
             root_id = row["sid"]
         self.children.add(context, row["sid"], row["flow_sid"], root_id)
-        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
+        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at, valid_from=self.valid_from)
         self.run.append(row)
 
     def __len__(self) -> int:
@@ -189,8 +193,8 @@ def _tombstones(sids: pa.ChunkedArray, root_ids: pa.ChunkedArray, schema: pa.Sch
 def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, Any]]:
     """dlt hints of the child tables, by write mode: ``merge`` replaces a root's child rows (merge on
     the owner's SID, tombstones deleting), ``scd2`` adds each version's rows once (merge on
-    ``_dlt_id``, derived from the version's hash), ``append`` only adds, and so does ``first``
-    (merge's first load, with merge's keys).
+    ``_dlt_id``, derived from the version's hash), ``append`` only adds, and so do ``first`` and
+    ``first_scd2`` (the first load of merge and scd2, with the keys of their mode).
 
     The root table takes the resource's own hints: it is yielded without per-item hints, because
     dlt hands a transformer's output the hints of the item it came from (the steps transformer).
@@ -222,6 +226,8 @@ def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, A
         }
     elif write_mode == "first":  # merge's first load: appended, keyed as merge keys it later
         disposition = {"write_disposition": "append", "merge_key": owner, "primary_key": [owner, "_dlt_id"]}
+    elif write_mode == "first_scd2":  # scd2's: no merge key, which would delete other versions' rows
+        disposition = {"write_disposition": "append", "primary_key": [owner, "_dlt_id"]}
     else:
         disposition = {"write_disposition": "append"}
     json_col = {"data_type": "json"}
