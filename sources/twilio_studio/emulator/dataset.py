@@ -64,7 +64,7 @@ DATA_KEYS = {
 ANSWERS = ["1", "2", "3", "4", "5", "yes", "no", "STOP", "Great service 👍", "خدمة ممتازة", "later"]
 TIERS = ["gold", "silver", "bronze"]
 # How much a context holds (benchmarks): ~5 child rows per engagement, the default (~18), or heavy
-# (40 or more: arrays of maps in widget outputs and flow.data, as large HTTP bodies and carts give)
+# (~40: arrays of maps in widget outputs and flow.data, as large HTTP bodies and carts give)
 CONTEXT_SHAPES = ("light", "default", "heavy")
 
 
@@ -528,10 +528,8 @@ def reshape(ctx: dict[str, Any], shape: str, rng: random.Random) -> None:
             output["parsed"] = dict(output["parsed"])
             output["parsed"]["items"] = [
                 {"sku": f"SKU{rng.randint(1, 500)}", "qty": rng.randint(1, 5), "price": round(rng.uniform(1, 200), 2)}
-                for _ in range(4)
+                for _ in range(3)
             ]
-        elif output:
-            output["meta"] = {"labels": [{"k": f"l{n}", "v": rng.choice(TIERS)} for n in range(2)]}
         widgets[name] = output
     ctx["widgets"] = widgets
     flow["data"] = {
