@@ -33,7 +33,7 @@ from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, Flo
 from twilio_studio.memory import bounded_duckdb, few_malloc_arenas, release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
-from twilio_studio.runlock import RunInProgressError, hold_for_run, install_release_hook, run_lock
+from twilio_studio.runlock import RunInProgressError, hold_for_run, run_lock
 from twilio_studio.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
@@ -131,9 +131,6 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
 ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at most, a few MB
 
 
-install_release_hook()  # the run lock the source takes is released when dlt ends the run
-
-
 def preflight() -> None:
     """At the start of extraction, before any request: refuses a DuckDB file named like the dataset
     and takes the pipeline's run lock (released when the run ends); no-op outside a pipeline run."""
@@ -161,7 +158,7 @@ def current_load_id() -> str | None:
 def package_created_at() -> datetime:
     """When the package being extracted was created: the time dlt's scd2 merge gives ``valid_from``."""
     try:
-        created = dlt.current.load_package()["state"]["created_at"]
+        created = dlt.current.load_package_state()["state"]["created_at"]
     except Exception:  # outside a pipeline run
         return datetime.now(timezone.utc)
     return datetime.fromtimestamp(created.timestamp(), tz=timezone.utc)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from twilio_studio.endofrun import at_end_of_run, traced
+
 # Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
 GC_THRESHOLD = 100_000
 M_ARENA_MAX = -8  # mallopt's parameter number for MALLOC_ARENA_MAX (glibc's malloc.h)
@@ -104,42 +106,8 @@ def bounded_duckdb() -> bool:
         return False
     if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
         return False
-    if not getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True):
+    if not traced(pipeline):
         return False  # no end of run to take the settings back at: DuckDB's defaults, then
     dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(DUCKDB_SETTINGS)
-    _at_end_of_run(pipeline, lambda: dlt.secrets.__setitem__(DUCKDB_GLOBAL_CONFIG, None))
+    at_end_of_run(pipeline, lambda: dlt.secrets.__setitem__(DUCKDB_GLOBAL_CONFIG, None))
     return True
-
-
-class _EndOfRun:
-    """A dlt tracking module (``dlt.pipeline.trace.TRACKING_MODULES``): dlt calls each at the end of
-    every run, failed or not; this one calls what was registered for that pipeline's run."""
-
-    def __init__(self) -> None:
-        self.pending: dict[int, list[Any]] = {}
-
-    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
-        pass
-
-    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
-        pass
-
-    def on_end_trace_step(self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool) -> None:
-        pass
-
-    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
-        for callback in self.pending.pop(id(pipeline), []):
-            callback()
-
-
-END_OF_RUN = _EndOfRun()
-
-
-def _at_end_of_run(pipeline: Any, callback: Any) -> None:
-    from dlt.pipeline import trace
-
-    if trace.TRACKING_MODULES is None:
-        trace.TRACKING_MODULES = []
-    if not any(m is END_OF_RUN for m in trace.TRACKING_MODULES):
-        trace.TRACKING_MODULES.append(END_OF_RUN)
-    END_OF_RUN.pending.setdefault(id(pipeline), []).append(callback)
