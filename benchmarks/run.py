@@ -747,9 +747,12 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         with EmulatorProcess(workdir, "scaled", flows=s.flows, engagements=n, seed=args.seed,
                              padding=args.context_padding) as emu:  # fmt: skip
             total = emu.visible()
-            for spec in (Spec("1a-s", f"1a at {total:,} engagements (1b did not finish)", "source", "studio_scaled"),
-                         Spec("1l-s", f"1l at {total:,} engagements", "library", "library_scaled"),
-                         Spec("1b-s", f"1b at {total:,} engagements", "rest_api", "naive_scaled")):  # fmt: skip
+            scaled = [
+                Spec("1a-s", f"1a at {total:,} engagements (1b did not finish)", "source", "studio_scaled"),
+                Spec("1l-s", f"1l at {total:,} engagements", "library", "library_scaled", same_children_as="1a-s"),
+                Spec("1b-s", f"1b at {total:,} engagements", "rest_api", "naive_scaled"),
+            ]
+            for spec in scaled:
                 run_spec(spec, emu, total, "scaled")
         emulators.append(emulator_info(emu))
 
@@ -1227,6 +1230,7 @@ def main(argv: list[str] | None = None) -> int:
             "plan": None if plan is None else {**asdict(plan), "changed": plan.changed},
             "cases": [{**asdict(c), "ok": c.ok, "rss_mb": c.rss_mb} for c in run["cases"]],
             "targets": [asdict(t) for t in ts], "emulators": run["emulators"],
+            "shapes": [dict(zip(SHAPE_HEADER, r, strict=True)) for r in shape_rows(run)],
         }, indent=2, default=str))  # fmt: skip
     # a case the memory guard stopped is a result (reported as not finished), not a broken harness
     failed_cases = [c.id for c in run["cases"] if not c.ok and not c.killed]
