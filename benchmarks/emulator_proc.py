@@ -4,7 +4,10 @@
                                        [--latency S] [--max-concurrency N] [--seed 7]
 
 Binds a free loopback port, prints one JSON line ``{"base_url": ..., "pid": ...}`` once it accepts
-connections, and serves until its stdin closes (so it never outlives the harness) or SIGTERM.
+connections, and serves until its stdin closes (so it never outlives the harness) or SIGTERM. Each
+line ``routes`` on stdin is answered with one JSON line on stdout: the API requests so far by route
+(``flows``, ``engagement_pages``, ``contexts``, ``steps``, ``other``), which the emulator's HTTP stats
+do not split.
 ``twilio-studio emulator`` would do too, but it takes a fixed port and has no ``context_padding``.
 """
 
@@ -13,11 +16,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
+from collections import Counter
 
 from twilio_studio.emulator import Dataset, Emulator, Faults
+
+ROUTES = (
+    ("flows", re.compile(r"^/v[12]/Flows/?$")),
+    ("engagement_pages", re.compile(r"^/v1/Flows/[^/]+/Engagements/?$")),
+    ("execution_pages", re.compile(r"^/v2/Flows/[^/]+/Executions/?$")),
+    ("contexts", re.compile(r"/Context/?$")),
+    ("steps", re.compile(r"/Steps/?$")),
+)
+
+
+def routes(paths: list[str]) -> dict[str, int]:
+    """API requests by route (list pages, contexts, steps), from the paths the server recorded."""
+    out: Counter[str] = Counter()
+    for path in list(paths):  # a copy: the server's threads append meanwhile
+        out[next((name for name, pattern in ROUTES if pattern.search(path)), "other")] += 1
+    return dict(out)
 
 
 def build(args: argparse.Namespace) -> Emulator:
@@ -48,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def wait_stdin() -> None:
-        sys.stdin.read()  # EOF when the harness closes our stdin or dies
+        for line in sys.stdin:  # EOF when the harness closes our stdin or dies
+            if line.strip() == "routes":
+                print(json.dumps(routes(emulator.stats.paths)), flush=True)
         stop.set()
 
     threading.Thread(target=wait_stdin, daemon=True).start()
