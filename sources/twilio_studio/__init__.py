@@ -277,7 +277,6 @@ def twilio_studio_source(
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         preflight()
         few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
-        bounded_duckdb()  # and a DuckDB destination a memory cap for the load step
         state = dlt.current.resource_state().setdefault("flows", {})
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
@@ -304,6 +303,7 @@ def twilio_studio_source(
         if first and kind.name not in dlt.current.source_schema().tables:
             write_mode = "first" if write_mode == "merge" else "first_scd2"
         valid_from = package_created_at() if write_mode == "first_scd2" else None
+        bounded_duckdb(merges=not write_mode.startswith("first"))  # a DuckDB destination's cap for the load
         exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h, **exact)

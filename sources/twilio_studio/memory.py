@@ -81,14 +81,19 @@ def few_malloc_arenas() -> bool:
 # DuckDB's defaults (80% of RAM, insertion order kept) held every block a full load wrote in its
 # buffer pool: 2.1 GB for 100,000 engagements of the heavy shape. Capped, DuckDB evicts or spills to
 # a temp directory beside the file instead, at about the same speed once insertion order is off
-# (BENCHMARKS.md). A value the user configured always wins.
-DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "256MB", "preserve_insertion_order": False}
+# (BENCHMARKS.md). A first load only appends (streaming inserts): 128 MB. A run that merges needs
+# room for its joins and de-duplication (at 128 MB and two threads a merge of 400,000 engagements
+# ran out of memory): 512 MB, beyond which DuckDB spills. A value the user configured always wins.
+DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "preserve_insertion_order": False}
+DUCKDB_MERGE_SETTINGS: dict[str, Any] = {"memory_limit": "512MB", "preserve_insertion_order": False}
 DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
+_ours: dict[int, dict[str, Any]] = {}  # per pipeline: the settings this run's resources asked for
 
 
-def bounded_duckdb() -> bool:
-    """Gives the running pipeline's DuckDB destination DUCKDB_SETTINGS for this run's load step,
-    unless the user configured ``destination.duckdb.credentials.global_config`` (env var
+def bounded_duckdb(merges: bool) -> bool:
+    """Gives the running pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a
+    resource of the run ``merges``) for this run's load step, unless the user configured
+    ``destination.duckdb.credentials.global_config`` (env var
     ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG`` or secrets.toml); True if the settings were made.
 
     Set in dlt's in-memory secrets, where the duckdb destination reads its connection settings when
@@ -104,10 +109,19 @@ def bounded_duckdb() -> bool:
     destination = pipeline.destination
     if destination is None or destination.destination_name != "duckdb":
         return False
-    if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
-        return False
-    if not traced(pipeline):
-        return False  # no end of run to take the settings back at: DuckDB's defaults, then
-    dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(DUCKDB_SETTINGS)
-    at_end_of_run(pipeline, lambda: dlt.secrets.__setitem__(DUCKDB_GLOBAL_CONFIG, None))
+    key = id(pipeline)
+    if key not in _ours:
+        if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
+            return False
+        if not traced(pipeline):
+            return False  # no end of run to take the settings back at: DuckDB's defaults, then
+
+        def take_back() -> None:
+            _ours.pop(key, None)
+            dlt.secrets[DUCKDB_GLOBAL_CONFIG] = None
+
+        at_end_of_run(pipeline, take_back)
+    settings = DUCKDB_MERGE_SETTINGS if merges or _ours.get(key) is DUCKDB_MERGE_SETTINGS else DUCKDB_SETTINGS
+    _ours[key] = settings
+    dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(settings)
     return True

@@ -11,7 +11,7 @@ import pytest
 
 from tests.source.conftest import make_source
 from twilio_studio.emulator import Emulator
-from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_SETTINGS
+from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DUCKDB_SETTINGS
 
 ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
@@ -57,7 +57,7 @@ def test_the_library_path_loads_with_the_cap_and_gives_it_back(
     assert dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is None, "the cap must end with the run"
     with pipeline.sql_client() as client:  # a connection after the run: DuckDB's defaults again
         (limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
-    assert limit != "244.1 MiB"
+    assert limit not in ("122.0 MiB", "488.2 MiB")
 
 
 def test_the_load_step_gets_the_cap(emulator_factory: Callable[..., Emulator], tmp_path: Path,
@@ -65,8 +65,20 @@ def test_the_load_step_gets_the_cap(emulator_factory: Callable[..., Emulator], t
     monkeypatch.delenv(ENV, raising=False)
     emu = emulator_factory(flows=1, engagements=20)
     seen = settings_seen_by_the_load(tmp_path, emu)
-    assert seen == {"memory_limit": "244.1 mib", "preserve_insertion_order": "false"}
-    assert DUCKDB_SETTINGS["memory_limit"] == "256MB"  # 256 MB is 244.1 MiB
+    assert seen == {"memory_limit": "122.0 mib", "preserve_insertion_order": "false"}
+    assert DUCKDB_SETTINGS["memory_limit"] == "128MB"  # 128 MB is 122.0 MiB (a first load only appends)
+
+
+def test_a_run_that_merges_gets_more_room(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    settings_seen_by_the_load(tmp_path, emu)  # the first load appends
+    emu.advance(days=1)
+    seen = settings_seen_by_the_load(tmp_path, emu)  # the same pipeline and file: a merge
+    assert seen == {"memory_limit": "488.2 mib", "preserve_insertion_order": "false"}
+    assert DUCKDB_MERGE_SETTINGS["memory_limit"] == "512MB"
 
 
 def test_a_value_the_user_configured_wins(
