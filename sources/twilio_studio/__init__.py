@@ -303,7 +303,7 @@ def twilio_studio_source(
         if first and kind.name not in dlt.current.source_schema().tables:
             write_mode = "first" if write_mode == "merge" else "first_scd2"
         valid_from = package_created_at() if write_mode == "first_scd2" else None
-        bounded_duckdb(merges=not write_mode.startswith("first"))  # a DuckDB destination's cap for the load
+        bounded_duckdb(merges=write_mode in ("merge", "scd2"))  # a DuckDB destination's cap for the load
         exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h, **exact)

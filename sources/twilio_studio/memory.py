@@ -21,7 +21,9 @@ from twilio_studio.endofrun import at_end_of_run, traced
 # Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
 GC_THRESHOLD = 100_000
 M_ARENA_MAX = -8  # mallopt's parameter number for MALLOC_ARENA_MAX (glibc's malloc.h)
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number for MALLOC_MMAP_THRESHOLD_
 MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks are mapped, and unmapped when freed
 
 
 def _libc() -> Any:
@@ -65,17 +67,24 @@ def release_freed_memory() -> None:
 
 def few_malloc_arenas() -> bool:
     """Has glibc share 2 heaps among all threads from now on (``MALLOC_ARENA_MAX=2``), unless the
-    environment sets ``MALLOC_ARENA_MAX``; True if the setting was made.
+    environment sets ``MALLOC_ARENA_MAX``, and map blocks over 256 KB (``MALLOC_MMAP_THRESHOLD_``,
+    likewise); True if the arena setting was made.
 
     glibc gives each new thread a heap of its own, up to 8 per core; the walk's threads each
     allocate response bodies and Arrow buffers, and each heap keeps its own high-water mark, so the
     process's peak grew with the thread count (BENCHMARKS.md). Called when a walk starts, before
     its threads exist; a process-wide setting of glibc's allocator, harmless to other code.
     """
+    libc = _libc()
+    if libc is None:
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # a fixed threshold: glibc otherwise raises it after each large free, and the walk's
+        # response bodies (MBs each) then come from the heap and stay there (-30 MB at 20,000 heavy)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    libc = _libc()
-    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    return bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 # DuckDB's defaults (80% of RAM, insertion order kept) held every block a full load wrote in its
