@@ -22,9 +22,11 @@ from twilio_studio.memory import few_malloc_arenas
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
+    DEFAULT_ACCOUNTS_BASE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_MODE,
     WIDGET_FIELDS,
@@ -243,11 +245,11 @@ def explain(error: BaseException) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from twilio_studio import twilio_studio_source
+    from twilio_studio import account_report, twilio_studio_source
 
     options: dict[str, Any] = {}
     names = ("base_url", "page_size", "context_mode", "write_mode", "widget_fields", "max_concurrency",
-             "start_date", "end_date", "lookback_seconds")  # fmt: skip
+             "start_date", "end_date", "lookback_seconds", "accounts_base_url", "max_total_concurrency")  # fmt: skip
     for name in names:
         value = getattr(args, name)
         if value is not None:
@@ -256,6 +258,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         options["flow_sids"] = args.flow
     if args.keep_card_data:
         options["keep_card_data"] = True
+    if args.subaccounts and args.subaccount:
+        raise UserError("--subaccounts all and --subaccount go not together: choose every subaccount or a list")
+    if args.subaccounts or args.subaccount:
+        options["subaccounts"] = args.subaccounts or args.subaccount
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
     if args.resources:
         wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
@@ -264,10 +270,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
         source = source.with_resources(*wanted)
     pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    with run_lock(pipeline):  # before any request: a second run of this pipeline stops here
+    # the lock before any request: a second run of this pipeline stops here
+    with run_lock(pipeline), account_report() as report:
         summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
-    return 0
+    if "subaccounts" in options:
+        print("per account (rows read):")
+        for line in report.lines():
+            print(f"  {line}")
+    for sid, why in sorted(report.failed.items()):
+        print(f"error: account {sid} did not load: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -486,6 +499,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-card-data", action="store_true",
                      help="store the card data of Capture Payments widgets instead of [redacted] "
                      "(PCI DSS scope: see README 'Security')")  # fmt: skip
+    run.add_argument("--subaccounts", choices=["all"], default=None,
+                     help="also load every active subaccount, each with its own credentials")  # fmt: skip
+    run.add_argument("--subaccount", action="append", metavar="AC...",
+                     help="load this account (a subaccount, or the credentials' own); repeat for more")  # fmt: skip
+    run.add_argument("--accounts-base-url", default=None,
+                     help=f"Twilio's core API, for the Accounts list (default {DEFAULT_ACCOUNTS_BASE_URL})")
+    run.add_argument("--max-total-concurrency", type=int, default=None,
+                     help="with subaccounts: requests in flight over all accounts "
+                     f"(default {DEFAULT_MAX_TOTAL_CONCURRENCY})")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
