@@ -296,6 +296,7 @@ class AccountsRun:
         self.skipped: dict[str, str] = {}
         self._snapshots: list[tuple[str, MutableMapping[str, Any], dict[str, Any]]] = []
         self.client: Any = None  # set by accounts(): the one client, or the router of a multi-account run
+        self.report: AccountsReport | None = None
 
     # ------------------------------------------------------------------ discovery
     def _studio_client(self, username: str, password: str) -> StudioClient:
@@ -310,6 +311,8 @@ class AccountsRun:
         """The accounts to read, discovered on first use (before any Studio request)."""
         with self._once:
             if self._accounts is None:
+                # the report of the block this run's extract runs in: the walk's threads do not see it
+                self.report = _REPORT.get()
                 if not self.multi:
                     client = self._studio_client(self.options.username, self.options.password)
                     self._accounts = [Account(self.parent_sid, client, own=True)]
@@ -378,9 +381,8 @@ class AccountsRun:
     def _skip(self, sid: str, why: str) -> None:
         self.skipped[sid] = why
         logger.info("account %s: skipped, %s", sid, why)
-        report = _REPORT.get()
-        if report is not None:
-            report.skipped[sid] = why
+        if self.report is not None:
+            self.report.skipped[sid] = why
 
     # ------------------------------------------------------------------ flows
     def flow_items(self) -> list[dict[str, Any]]:
@@ -442,9 +444,8 @@ class AccountsRun:
                     place.clear()
                     place.update(copy.deepcopy(before))
         logger.error("account %s did not load: %s", key, message)
-        report = _REPORT.get()
-        if report is not None:
-            report.failed[key] = message
+        if self.report is not None:
+            self.report.failed[key] = message
 
     def cursors(self, resource_state: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """The per-flow cursor store of a resource: the plain dict of a single-account run, else a view
@@ -471,7 +472,7 @@ class AccountsRun:
     def keep(self, rows: list[dict[str, Any]], table: str, nested: bool) -> list[dict[str, Any]]:
         """The rows to load: those of accounts that have not failed, each (and with ``nested``, each of
         its child rows) carrying the SID of the account it was read from."""
-        report = _REPORT.get()
+        report = self.report
         if self.multi:
             kept = []
             for row in rows:

@@ -82,7 +82,8 @@ class Stats:
     queries: list[str] = field(default_factory=list)  # path and query string, as requested
     # (username the request authenticated with, account whose data answered, path): who read what
     served: list[tuple[str, str, str]] = field(default_factory=list)
-    max_in_flight: int = 0
+    max_in_flight: int = 0  # the most requests of one account at once
+    max_total_in_flight: int = 0  # the most requests at once, all accounts together
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -263,6 +264,7 @@ class Emulator:
             self._in_flight[account] += 1
             in_flight = self._in_flight[account]
             self.stats.max_in_flight = max(self.stats.max_in_flight, in_flight)
+            self.stats.max_total_in_flight = max(self.stats.max_total_in_flight, sum(self._in_flight.values()))
         try:
             cap = self.faults.max_concurrency
             if fault == "throttle" or (cap is not None and in_flight > cap):
