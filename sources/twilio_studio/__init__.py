@@ -249,9 +249,10 @@ def twilio_studio_source(
     )
     flow_items = run.flow_items
 
-    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns={
-        "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP),
-    })  # fmt: skip
+    # typed Any: with pydantic installed (the dagster extra), dlt's `columns` union no longer takes a plain dict
+    flow_columns: Any = {"date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP)}
+
+    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns=flow_columns)
     def flows() -> Iterator[list[dict[str, Any]]]:
         preflight()
         yield run.keep([flow_row(f) for f in flow_items()], "flows", nested=False)

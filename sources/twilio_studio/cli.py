@@ -503,8 +503,11 @@ def parser() -> argparse.ArgumentParser:
                      help="also load every active subaccount, each with its own credentials")  # fmt: skip
     run.add_argument("--subaccount", action="append", metavar="AC...",
                      help="load this account (a subaccount, or the credentials' own); repeat for more")  # fmt: skip
-    run.add_argument("--accounts-base-url", default=None,
-                     help=f"Twilio's core API, for the Accounts list (default {DEFAULT_ACCOUNTS_BASE_URL})")
+    run.add_argument(
+        "--accounts-base-url",
+        default=None,
+        help=f"Twilio's core API, for the Accounts list (default {DEFAULT_ACCOUNTS_BASE_URL})",
+    )
     run.add_argument("--max-total-concurrency", type=int, default=None,
                      help="with subaccounts: requests in flight over all accounts "
                      f"(default {DEFAULT_MAX_TOTAL_CONCURRENCY})")  # fmt: skip
