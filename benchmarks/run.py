@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.expected import ChangeModel, ChangePlan, visible
+from twilio_studio.emulator import Subaccount
 from twilio_studio.emulator.dataset import Dataset
-from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_PAGE_SIZE
+from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_TOTAL_CONCURRENCY, DEFAULT_PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- benchmark-results:begin -->", "<!-- benchmark-results:end -->"
@@ -224,7 +225,7 @@ class EmulatorProcess:
     """``benchmarks.emulator_proc`` in a child process: start, wait for its port, control, stop."""
 
     def __init__(self, workdir: Path, name: str, *, flows: int, engagements: int, seed: int, padding: int,
-                 latency: float = 0.0, max_concurrency: int | None = None) -> None:  # fmt: skip
+                 latency: float = 0.0, max_concurrency: int | None = None, subaccounts: int = 0) -> None:  # fmt: skip
         self.name = name
         self.flows, self.engagements_per_flow, self.seed, self.padding = flows, engagements, seed, padding
         self.latency, self.max_concurrency = latency, max_concurrency
@@ -237,6 +238,13 @@ class EmulatorProcess:
                "--latency", str(latency)]  # fmt: skip
         if max_concurrency is not None:
             cmd += ["--max-concurrency", str(max_concurrency)]
+        # the same subaccounts as benchmarks.emulator_proc builds: what they show is counted here
+        self.datasets = [self.dataset] + [
+            sub.dataset for sub in Subaccount.generate(subaccounts, seed=seed + 1000, flows=flows,
+                                                       engagements_per_flow=engagements, context_padding=padding)
+        ]  # fmt: skip
+        if subaccounts:
+            cmd += ["--subaccounts", str(subaccounts)]
         self.command = cmd
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -284,7 +292,8 @@ class EmulatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def visible(self) -> int:
-        return visible(self.dataset, self.clock())
+        now = self.clock()
+        return sum(visible(d, now) for d in self.datasets)
 
     def stop(self) -> None:
         if self.proc.returncode is not None:
@@ -472,6 +481,11 @@ class Sizes:
     steps_parents: int = 2000  # case 4: engagements whose steps are read
     steps_latency: float = 0.05
     heavy_page_size: int = 100  # case 2a+: the same pages, bigger
+    accounts: int = 50  # case 5: the parent and its subaccounts, each with account_flows flows
+    account_flows: int = 2
+    account_engagements: int = 100  # per flow
+    account_page_size: int = 25
+    account_latency: float = 0.05
 
     @property
     def per_flow(self) -> int:
@@ -486,7 +500,8 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     if args.quick:
         return Sizes(flows=4, engagements=600, big=2400, page_size=100, latency_flows=4, latency_pages=8,
                      latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share,
-                     steps_parents=40, steps_latency=0.01, heavy_page_size=50)  # fmt: skip
+                     steps_parents=40, steps_latency=0.01, heavy_page_size=50, accounts=5,
+                     account_engagements=20, account_page_size=10, account_latency=0.01)  # fmt: skip
     return Sizes(args.flows, args.engagements, args.big, args.page_size, args.latency_flows, args.latency_pages,
                  args.latency_page_size, args.latency, args.throttle_cap, args.change_share)  # fmt: skip
 
@@ -650,6 +665,14 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 cases.append(c)
         emulators.append(emulator_info(emu))
 
+    # ---- 5: many accounts (subaccounts="all"), each read with its own credentials, latency-bound
+    if wanted("5"):
+        one_case("5", lambda total: f"{s.accounts} accounts x {s.account_flows} flows, "
+                 f"{s.account_latency * 1000:.0f} ms latency, subaccounts=all ({total:,} engagements)", "accounts",
+                 source_cfg(workdir, "studio_accounts", subaccounts="all", page_size=s.account_page_size),
+                 flows=s.account_flows, engagements=s.account_engagements, latency=s.account_latency,
+                 subaccounts=s.accounts - 1)  # fmt: skip
+
     return {"sizes": asdict(s), "cases": cases, "plan": plan, "emulators": emulators}
 
 
@@ -735,6 +758,20 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
                           f"{requests} requests (the {lists} list pages), steps rows written: "
                           f"{written.get('engagement_steps', 0)}",
                           c.ok and requests == lists and not written.get("engagement_steps")))  # fmt: skip
+    c = by_id.get("5")
+    if c and c.ok and s.account_latency > 0:
+        # the ideal at the default limits: every request within the run's bound (each account's own
+        # limit, 8, is not the binding one at 50 accounts), and no sooner than one flow's chain of
+        # requests (Accounts list, flows list, its pages one after another)
+        requests = int(c.emulator.get("by_status", {}).get("200", 0))
+        pages = -(-s.account_engagements // s.account_page_size)
+        ideal = max(requests / DEFAULT_MAX_TOTAL_CONCURRENCY, 2 + pages) * s.account_latency
+        extract = c.step("extract") or c.wall_seconds
+        r = ratio(extract, ideal)
+        c.notes.append(f"ideal {ideal:.2f} s = max({requests} requests / {DEFAULT_MAX_TOTAL_CONCURRENCY}, "
+                       f"{2 + pages} requests in a row) x {s.account_latency} s")  # fmt: skip
+        measured = f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
+        out.append(Target(f"5: {s.accounts} accounts extract wall vs ideal", "<= 1.5x", measured, r <= 1.5))
     inc, plan = by_id.get("3"), run.get("plan")
     if inc and plan is not None:
         written = inc.result.get("written", {}).get("engagements")
@@ -897,7 +934,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--change-share", type=float, default=0.01, help="case 3 share of engagements that change")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for the smoke test)")
-    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2a+,2b,2c,3,4a,4b")
+    p.add_argument("--only", default=None, help="comma-separated case ids: 1a,1b,1b+,1c,1a4,2a,2a+,2b,2c,3,4a,4b,5")
     p.add_argument("--no-parquet-baseline", action="store_true", help="skip case 1b+")
     p.add_argument("--baseline-fallback", type=int, default=20_000,
                    help="when 1b does not finish, run 1a and 1b again at this many engagements (0: never)")  # fmt: skip

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2a+", "2b", "2c", "3", "4a", "4b"}
+CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2a+", "2b", "2c", "3", "4a", "4b", "5"}
 
 
 def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
@@ -38,7 +38,9 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     assert cases["2c"]["result"]["db"]["engagements"] == cases["2c"]["expected_rows"]
     # the steps rerun with nothing changed asked for the list pages only
     assert cases["4b"]["emulator"]["by_status"] == {"200": 3}
-    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4"}
+    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4", "5"}
+    # case 5 read every account with its own credentials: all their rows, one account_sid each
+    assert cases["5"]["result"]["db"]["engagements"] == cases["5"]["expected_rows"]
 
     table = proc.stdout
     for case_id in CASES:
