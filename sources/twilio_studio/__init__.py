@@ -256,6 +256,7 @@ def twilio_studio_source(
     def flows() -> Iterator[list[dict[str, Any]]]:
         preflight()
         yield run.keep([flow_row(f) for f in flow_items()], "flows", nested=False)
+        run.raise_if_alone()
 
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
@@ -331,6 +332,7 @@ def twilio_studio_source(
                 batch = new_batch()
         if columnar:
             yield from flush(batch)
+        run.raise_if_alone()
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()
 
@@ -347,6 +349,7 @@ def twilio_studio_source(
         finally:
             fetcher.close()
         rows = run.keep(rows, f"{kind.name[:-1]}_steps", nested=True)
+        run.raise_if_alone()
         if pseudonymize is not None:
             rows = [pseudonymize(row) for row in rows]
         if rows:

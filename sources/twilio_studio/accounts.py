@@ -447,6 +447,13 @@ class AccountsRun:
         if self.report is not None:
             self.report.failed[key] = message
 
+    def raise_if_alone(self) -> None:
+        """Raises the failure of a run's only account: no other account's rows are lost by it, and an
+        orchestrator's task for that account (Airflow, Dagster) then fails as it should."""
+        if self.multi and self.failed and len({a.sid for a in self._accounts or []} | set(self.failed)) == 1:
+            sid, message = next(iter(self.failed.items()))
+            raise StudioError(f"account {sid} did not load: {message}")
+
     def cursors(self, resource_state: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """The per-flow cursor store of a resource: the plain dict of a single-account run, else a view
         that files each flow's cursor under its account and ignores writes for a failed account."""

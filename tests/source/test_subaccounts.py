@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, make_source
 from twilio_studio import ConfigurationError, account_report
@@ -262,3 +263,13 @@ def test_bad_options_are_refused_before_any_request(
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         source(emu, **options)
     assert emu.stats.requests == 0
+
+
+def test_a_runs_only_account_failing_raises_as_a_single_account_run_does(
+    multi: Callable[..., Emulator], loaded: Loaded
+) -> None:
+    emu = multi()
+    wrong = active(emu)[1]
+    with pytest.raises(PipelineStepFailed, match=f"account {wrong} did not load: .*HTTP 401"):
+        loaded.run(source(emu, subaccounts=[wrong], subaccount_auth_tokens={wrong: "not-its-token"}))
+    assert studio_requests(emu) == [] and emu.stats.by_status[401] == 1  # refused, and never sent as another
