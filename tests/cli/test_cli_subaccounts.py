@@ -32,7 +32,7 @@ def test_all_subaccounts_load_and_the_summary_counts_per_account(emu: Emulator, 
     for a in accounts[:3]:
         assert f"  {a.sid}  20 engagements, 1 flows" in done.stdout
     assert f"  {accounts[3].sid}  skipped: its status is suspended" in done.stdout
-    with duckdb.connect(str(tmp_path / "subs.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "subs_data.duckdb"), read_only=True) as con:
         got = dict(con.execute("SELECT account_sid, count(*) FROM twilio_studio.engagements GROUP BY 1").fetchall())
     assert got == {a.sid: 20 for a in accounts[:3]}
     for a in accounts:
