@@ -265,9 +265,21 @@ class Emulator:
             in_flight = self._in_flight[account]
             self.stats.max_in_flight = max(self.stats.max_in_flight, in_flight)
             self.stats.max_total_in_flight = max(self.stats.max_total_in_flight, sum(self._in_flight.values()))
+        released = False
+
+        def release() -> None:
+            """Ends the request's count before its answer goes out: once a client can read the answer,
+            its next request must not find this one still counted (a 429 it did not earn)."""
+            nonlocal released
+            if not released:
+                released = True
+                with self._lock:
+                    self._in_flight[account] -= 1
+
         try:
             cap = self.faults.max_concurrency
             if fault == "throttle" or (cap is not None and in_flight > cap):
+                release()
                 self._send(h, self._too_many())
                 return
             if self.faults.latency:
@@ -275,11 +287,13 @@ class Emulator:
             if fault == "slow":
                 time.sleep(self.faults.slow_seconds or 5.0)
             if fault == "drop":
+                release()
                 h.close_connection = True
                 h.connection.close()
                 return
             if fault == "error":
                 code = self._rng.choice((500, 503))
+                release()
                 self._send(h, error_response(code, 20500, "Internal Server Error"))
                 return
             origin = f"http://{h.headers.get('Host') or self._host_port()}"
@@ -295,13 +309,13 @@ class Emulator:
             except Exception:  # a bug must cost a 500, never the client's connection
                 logger.exception("emulator: %s %s failed", h.command, path)
                 response = error_response(500, 20500, "Internal Server Error")
+            release()
             if fault == "truncate" and response.status == 200:
                 self._send(h, response, truncate=True)
                 return
             self._send(h, response)
         finally:
-            with self._lock:
-                self._in_flight[account] -= 1
+            release()
 
     @staticmethod
     def _read_body(h: _Handler) -> bytes | None:
