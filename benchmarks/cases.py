@@ -77,6 +77,8 @@ def run_source(cfg: dict[str, Any]) -> dict[str, Any]:
 
     imported = time.perf_counter()
     options = dict(cfg.get("source_options") or {})  # only what a case overrides; defaults otherwise
+    if options.get("subaccounts"):  # the emulator serves the core API's Accounts list too
+        options.setdefault("accounts_base_url", cfg["base_url"])
     source = twilio_studio_source(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, base_url=cfg["base_url"], **options)
     if cfg.get("resources"):
         source = source.with_resources(*cfg["resources"])

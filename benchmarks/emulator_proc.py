@@ -1,7 +1,7 @@
 """The Studio emulator in a process of its own, for the benchmark harness.
 
     python -m benchmarks.emulator_proc --flows 10 --engagements 10000 [--context-padding N]
-                                       [--latency S] [--max-concurrency N] [--seed 7]
+                                       [--latency S] [--max-concurrency N] [--seed 7] [--subaccounts N]
 
 Binds a free loopback port, prints one JSON line ``{"base_url": ..., "pid": ...}`` once it accepts
 connections, and serves until its stdin closes (so it never outlives the harness) or SIGTERM. Each
@@ -22,7 +22,7 @@ import sys
 import threading
 from collections import Counter
 
-from twilio_studio.emulator import Dataset, Emulator, Faults
+from twilio_studio.emulator import Dataset, Emulator, Faults, Subaccount
 
 ROUTES = (
     ("flows", re.compile(r"^/v[12]/Flows/?$")),
@@ -50,7 +50,15 @@ def build(args: argparse.Namespace) -> Emulator:
         context_shape=args.context_shape,
     )
     faults = Faults(latency=args.latency, max_concurrency=args.max_concurrency, seed=args.seed)
-    return Emulator(dataset, faults=faults)
+    return Emulator(dataset, faults=faults, subaccounts=subaccounts(args))
+
+
+def subaccounts(args: argparse.Namespace) -> list[Subaccount]:
+    """``--subaccounts N``: N subaccounts of the same size as the parent (the harness builds the same)."""
+    return Subaccount.generate(
+        args.subaccounts, seed=args.seed + 1000, flows=args.flows, engagements_per_flow=args.engagements,
+        context_padding=args.context_padding,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context-shape", default="default", help="Dataset(context_shape=...): light, default or heavy")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each API request")
     p.add_argument("--max-concurrency", type=int, default=None, help="above this many in flight: 429")
+    p.add_argument("--subaccounts", type=int, default=0, help="subaccounts, each with flows x engagements")
     args = p.parse_args(argv)
 
     emulator = build(args).start()

@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.expected import ChangeModel, ChangePlan, pages_that_can_change, visible
+from twilio_studio.emulator import Subaccount
 from twilio_studio.emulator.dataset import Dataset
-from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_PAGE_SIZE
+from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_TOTAL_CONCURRENCY, DEFAULT_PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- benchmark-results:begin -->", "<!-- benchmark-results:end -->"
@@ -229,7 +230,8 @@ class EmulatorProcess:
     """``benchmarks.emulator_proc`` in a child process: start, wait for its port, control, stop."""
 
     def __init__(self, workdir: Path, name: str, *, flows: int, engagements: int, seed: int, padding: int,
-                 latency: float = 0.0, max_concurrency: int | None = None, shape: str = "default") -> None:  # fmt: skip
+                 latency: float = 0.0, max_concurrency: int | None = None, shape: str = "default",
+                 subaccounts: int = 0) -> None:  # fmt: skip
         self.name = name
         self.flows, self.engagements_per_flow, self.seed, self.padding = flows, engagements, seed, padding
         self.latency, self.max_concurrency, self.shape = latency, max_concurrency, shape
@@ -243,6 +245,13 @@ class EmulatorProcess:
                "--latency", str(latency), "--context-shape", shape]  # fmt: skip
         if max_concurrency is not None:
             cmd += ["--max-concurrency", str(max_concurrency)]
+        # the same subaccounts as benchmarks.emulator_proc builds: what they show is counted here
+        self.datasets = [self.dataset] + [
+            sub.dataset for sub in Subaccount.generate(subaccounts, seed=seed + 1000, flows=flows,
+                                                       engagements_per_flow=engagements, context_padding=padding)
+        ]  # fmt: skip
+        if subaccounts:
+            cmd += ["--subaccounts", str(subaccounts)]
         self.command = cmd
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -297,7 +306,8 @@ class EmulatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def visible(self) -> int:
-        return visible(self.dataset, self.clock())
+        now = self.clock()
+        return sum(visible(d, now) for d in self.datasets)
 
     def stop(self) -> None:
         if self.proc.returncode is not None:
@@ -541,6 +551,11 @@ class Sizes:
     shapes: tuple[str, ...] = SHAPES  # case 1: context shapes of the full loads
     big_shape: str = "heavy"  # case 1a4/1l4: the shape at --big
     write_shape: str = "heavy"  # case 1l-scd2/1l-append: the shape of the write-mode comparison
+    accounts: int = 50  # case 5: the parent and its subaccounts, each with account_flows flows
+    account_flows: int = 2
+    account_engagements: int = 100  # per flow
+    account_page_size: int = 25
+    account_latency: float = 0.05
 
     @property
     def per_flow(self) -> int:
@@ -556,7 +571,8 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     if args.quick:
         return Sizes(flows=4, engagements=600, big=2400, page_size=50, latency_flows=4, latency_pages=8,
                      latency_page_size=25, latency=0.02, throttle_cap=2, change_share=args.change_share,
-                     steps_parents=40, steps_latency=0.01, heavy_page_size=50, **shapes)  # fmt: skip
+                     steps_parents=40, steps_latency=0.01, heavy_page_size=50, accounts=5,
+                     account_engagements=20, account_page_size=10, account_latency=0.01, **shapes)  # fmt: skip
     return Sizes(args.flows, args.engagements, args.big, args.page_size, args.latency_flows, args.latency_pages,
                  args.latency_page_size, args.latency, args.throttle_cap, args.change_share, **shapes)  # fmt: skip
 
@@ -671,7 +687,19 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     s = sizes_of(args)
     only = {x.strip() for x in args.only.split(",") if x.strip()} if args.only else None
     known = {x.id for shape in s.shapes for x in full_load_specs(shape, s, args)}
-    known |= {shaped("1a4", s.big_shape), shaped("1l4", s.big_shape), "2a", "2a+", "2b", "2c", "3", "3s", "4a", "4b"}
+    known |= {
+        shaped("1a4", s.big_shape),
+        shaped("1l4", s.big_shape),
+        "2a",
+        "2a+",
+        "2b",
+        "2c",
+        "3",
+        "3s",
+        "4a",
+        "4b",
+        "5",
+    }
     if only is not None and only - known:
         raise SystemExit(f"--only: no case {', '.join(sorted(only - known))} with --shapes {','.join(s.shapes)}; "
                          f"the cases are {', '.join(sorted(known))}")  # fmt: skip
@@ -821,6 +849,14 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 cases.append(c)
         emulators.append(emulator_info(emu))
 
+    # ---- 5: many accounts (subaccounts="all"), each read with its own credentials, latency-bound
+    if wanted("5"):
+        one_case("5", lambda total: f"{s.accounts} accounts x {s.account_flows} flows, "
+                 f"{s.account_latency * 1000:.0f} ms latency, subaccounts=all ({total:,} engagements)", "accounts",
+                 source_cfg(workdir, "studio_accounts", subaccounts="all", page_size=s.account_page_size),
+                 flows=s.account_flows, engagements=s.account_engagements, latency=s.account_latency,
+                 subaccounts=s.accounts - 1)  # fmt: skip
+
     return {"sizes": asdict(s), "cases": cases, "plan": plan, "emulators": emulators}
 
 
@@ -958,6 +994,20 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
                           f"{requests} requests (the {lists} list pages), steps rows written: "
                           f"{written.get('engagement_steps', 0)}",
                           c.ok and requests == lists and not written.get("engagement_steps")))  # fmt: skip
+    c = by_id.get("5")
+    if c and c.ok and s.account_latency > 0:
+        # the ideal at the default limits: every request within the run's bound (each account's own
+        # limit, 8, is not the binding one at 50 accounts), and no sooner than one flow's chain of
+        # requests (Accounts list, flows list, its pages one after another)
+        requests = int(c.emulator.get("by_status", {}).get("200", 0))
+        pages = -(-s.account_engagements // s.account_page_size)
+        ideal = max(requests / DEFAULT_MAX_TOTAL_CONCURRENCY, 2 + pages) * s.account_latency
+        extract = c.step("extract") or c.wall_seconds
+        r = ratio(extract, ideal)
+        c.notes.append(f"ideal {ideal:.2f} s = max({requests} requests / {DEFAULT_MAX_TOTAL_CONCURRENCY}, "
+                       f"{2 + pages} requests in a row) x {s.account_latency} s")  # fmt: skip
+        measured = f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
+        out.append(Target(f"5: {s.accounts} accounts extract wall vs ideal", "<= 1.5x", measured, r <= 1.5))
     inc, plan = by_id.get("3"), run.get("plan")
     if inc and plan is not None:
         written = inc.result.get("written", {}).get("engagements")
@@ -1179,7 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds, for the smoke test)")
     p.add_argument("--only", default=None,
-                   help="comma-separated case ids (see above), e.g. 1a,1l,1c or 1l.heavy,1l-scd2.heavy")  # fmt: skip
+                   help="comma-separated case ids (see above), e.g. 1a,1l,1c, 1l.heavy,1l-scd2.heavy or 5")  # fmt: skip
     p.add_argument("--shapes", type=shape_list, default=list(SHAPES),
                    help="context shapes of the case 1 full loads (default light,default,heavy); 1b, 3 and 3s "
                         "run on the default shape")  # fmt: skip

@@ -18,12 +18,12 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from twilio_studio.accounts import AccountsReport, AccountsRun, account_report, stamp_tables, validate_account_options
 from twilio_studio.client import (
     ConfigurationError,
     PaginationError,
     RetryPolicy,
     StudioApiError,
-    StudioClient,
     StudioError,
 )
 from twilio_studio.columnar import RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
@@ -35,20 +35,25 @@ from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
 from twilio_studio.runlock import RunInProgressError, hold_for_run, run_lock
 from twilio_studio.settings import (
+    ACCOUNT_SID_RE,
+    DEFAULT_ACCOUNTS_BASE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WIDGET_FIELDS,
     DEFAULT_WRITE_MODE,
 )
 
 __all__ = [
+    "AccountsReport",
     "ConfigurationError",
     "PaginationError",
     "RunInProgressError",
     "StudioApiError",
     "StudioError",
+    "account_report",
     "run_lock",
     "twilio_studio_source",
 ]
@@ -184,6 +189,11 @@ def twilio_studio_source(
     max_attempts: int = RetryPolicy.max_attempts,
     request_timeout: float = RetryPolicy.timeout,
     stop_at_ended_pages: bool = False,
+    keep_card_data: bool = False,
+    subaccounts: str | Sequence[str] | None = None,
+    accounts_base_url: str = DEFAULT_ACCOUNTS_BASE_URL,
+    subaccount_auth_tokens: dict[str, str] | None = dlt.secrets.value,
+    max_total_concurrency: int = DEFAULT_MAX_TOTAL_CONCURRENCY,
 ) -> Sequence[DltResource]:
     """Loads Studio flows and engagements (latest state per engagement, merged on sid).
 
@@ -215,6 +225,16 @@ def twilio_studio_source(
             ended ones never change): hourly runs read only the newest pages. Relies on Twilio
             listing newest first, which its docs do not promise: where a list is seen out of that
             order, the walk reads every page and logs it once. Off by default.
+        keep_card_data: Keep the card data of Capture Payments widgets (card number, expiry date,
+            security code, postal code, payment token). By default each is replaced by
+            ``[redacted]`` in every context before it is normalized or written.
+        subaccounts: None (only the credentials' own account), ``"all"`` (it and every active subaccount)
+            or a list of Account SIDs; each is read with its own SID and auth token (README "Subaccounts").
+        accounts_base_url: Twilio's core API, where the Accounts list is read; tests point it at the emulator.
+        subaccount_auth_tokens: Auth tokens by Account SID, for subaccounts whose token the Accounts list
+            does not give (a parent signed in with an API key).
+        max_total_concurrency: With ``subaccounts``: requests in flight for the whole run, over all
+            accounts (each account stays within ``max_concurrency``).
 
     Returns:
         Resources ``flows`` and ``engagements`` (selected by default), and ``engagement_steps``,
@@ -239,36 +259,25 @@ def twilio_studio_source(
             max_attempts=max_attempts,
             request_timeout=request_timeout,
             stop_at_ended_pages=stop_at_ended_pages,
+            keep_card_data=keep_card_data,
         )
     )
-    client = StudioClient(
-        options.base_url,
-        options.username,
-        options.password,
-        retry=RetryPolicy(max_attempts=options.max_attempts, timeout=options.request_timeout),
-        max_concurrency=options.max_concurrency,
+    # the accounts to read (one unless `subaccounts`), each with a client of its own credentials
+    run = AccountsRun(
+        options,
+        validate_account_options(subaccounts, accounts_base_url, subaccount_auth_tokens, max_total_concurrency),
+        options.username if ACCOUNT_SID_RE.match(options.username) else None,
     )
-    discovered: list[dict[str, Any]] = []
+    flow_items = run.flow_items
 
-    def flow_items() -> list[dict[str, Any]]:
-        """The flows to load, read once per source and shared by every resource."""
-        if not discovered:
-            found: list[dict[str, Any]] = []
-            if options.flow_sids is None:
-                for page in client.pages("/v1/Flows", "flows", "flow discovery", {"PageSize": 1000}):
-                    found.extend(page)
-                logger.info("discovered %d flows", len(found))
-            else:
-                found.extend(client.get(client.url(f"/v1/Flows/{sid}"), f"flow {sid}") for sid in options.flow_sids)
-            discovered.extend(found)
-        return discovered
+    # typed Any: with pydantic installed (the dagster extra), dlt's `columns` union no longer takes a plain dict
+    flow_columns: Any = {"date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP)}
 
-    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns={
-        "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP),
-    })  # fmt: skip
+    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns=flow_columns)
     def flows() -> Iterator[list[dict[str, Any]]]:
         preflight()
-        yield [flow_row(f) for f in flow_items()]
+        yield run.keep([flow_row(f) for f in flow_items()], "flows", nested=False)
+        run.raise_if_alone()
 
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
@@ -277,12 +286,12 @@ def twilio_studio_source(
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         preflight()
         few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
-        state = dlt.current.resource_state().setdefault("flows", {})
+        state = run.cursors(dlt.current.resource_state())  # per account and flow
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
         walker = EngagementWalker(
-            client, window, options.context_mode, options.max_concurrency, options.page_size, kind,
-            stop_at_ended=options.stop_at_ended_pages,
+            run.client, window, options.context_mode, run.max_concurrency, options.page_size, kind,
+            stop_at_ended=options.stop_at_ended_pages, keep_card_data=options.keep_card_data,
         )  # fmt: skip
 
         def save(flow_sid: str, cursor: FlowCursor) -> None:
@@ -331,7 +340,7 @@ def twilio_studio_source(
             )
 
         def flush(batch: RunTables) -> Iterator[Any]:
-            for name, table in batch.tables():
+            for name, table in stamp_tables(list(batch.tables()), kind.name, kind.owner):
                 # the hints once per table: dlt merges them into the schema; later batches only name it
                 hinted = hints.pop(name, None)
                 yield (
@@ -342,6 +351,7 @@ def twilio_studio_source(
 
         batch = new_batch()
         for rows in walker.run(sids, cursors, save):
+            rows = run.keep(rows, kind.name, nested=False)  # a failed account's rows go
             for row in rows:
                 batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
             # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
@@ -350,6 +360,7 @@ def twilio_studio_source(
                 yield from flush(batch)
                 batch = new_batch()
         yield from flush(batch)
+        run.raise_if_alone()
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()
 
@@ -358,11 +369,15 @@ def twilio_studio_source(
         parents = parent_rows(parents, kind.name)
         if not parents:
             return
-        fetcher = StepFetcher(client, kind, options.context_mode, options.max_concurrency)
+        fetcher = StepFetcher(
+            run.client, kind, options.context_mode, run.max_concurrency, keep_card_data=options.keep_card_data
+        )
         try:
             rows = fetcher.rows(parents)
         finally:
             fetcher.close()
+        rows = run.keep(rows, f"{kind.name[:-1]}_steps", nested=True)
+        run.raise_if_alone()
         if pseudonymize is not None:
             rows = [pseudonymize(row) for row in rows]
         if rows:

@@ -1,4 +1,4 @@
-"""The ``twilio-studio`` command: run, demo, emulator, report."""
+"""The ``twilio-studio`` command: run, demo, emulator, erase, report."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_d
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
+    DEFAULT_ACCOUNTS_BASE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_MODE,
     WIDGET_FIELDS,
@@ -205,11 +207,11 @@ def explain(error: BaseException) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from twilio_studio import twilio_studio_source
+    from twilio_studio import account_report, twilio_studio_source
 
     options: dict[str, Any] = {}
     names = ("base_url", "page_size", "context_mode", "write_mode", "widget_fields", "max_concurrency",
-             "start_date", "end_date", "lookback_seconds")  # fmt: skip
+             "start_date", "end_date", "lookback_seconds", "accounts_base_url", "max_total_concurrency")  # fmt: skip
     for name in names:
         value = getattr(args, name)
         if value is not None:
@@ -218,6 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         options["flow_sids"] = args.flow
     if args.stop_at_ended_pages:
         options["stop_at_ended_pages"] = True
+    if args.keep_card_data:
+        options["keep_card_data"] = True
+    if args.subaccounts and args.subaccount:
+        raise UserError("--subaccounts all and --subaccount go not together: choose every subaccount or a list")
+    if args.subaccounts or args.subaccount:
+        options["subaccounts"] = args.subaccounts or args.subaccount
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
     if args.resources:
         wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
@@ -226,10 +234,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
         source = source.with_resources(*wanted)
     pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    with run_lock(pipeline):  # before any request: a second run of this pipeline stops here
+    # the lock before any request: a second run of this pipeline stops here
+    with run_lock(pipeline), account_report() as report:
         summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
-    return 0
+    if "subaccounts" in options:
+        print("per account (rows read):")
+        for line in report.lines():
+            print(f"  {line}")
+    for sid, why in sorted(report.failed.items()):
+        print(f"error: account {sid} did not load: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -273,10 +288,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
-    from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults
+def emulator_credentials(args: argparse.Namespace) -> Any:
+    """The emulator's credentials: options, then Twilio's env vars, then the documented defaults."""
+    from twilio_studio.emulator import Credentials
+    from twilio_studio.settings import ACCOUNT_SID_RE, API_KEY_SID_RE
 
-    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements)
+    def pick(option: str | None, *env: str, default: str) -> str:
+        if option is not None:
+            return option
+        return next((os.environ[name] for name in env if os.environ.get(name)), default)
+
+    defaults = Credentials()
+    creds = Credentials(
+        account_sid=pick(args.account_sid, "TWILIO_ACCOUNT_SID", default=defaults.account_sid),
+        auth_token=pick(
+            args.auth_token, "TWILIO_AUTH_TOKEN", "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN", default=defaults.auth_token
+        ),
+        api_key_sid=pick(args.api_key_sid, "TWILIO_API_KEY", default=defaults.api_key_sid),
+        api_key_secret=pick(args.api_key_secret, "TWILIO_API_SECRET", default=defaults.api_key_secret),
+    )
+    if not ACCOUNT_SID_RE.match(creds.account_sid):
+        raise UserError("--account-sid (or TWILIO_ACCOUNT_SID) is not AC followed by 32 hex digits")
+    if not API_KEY_SID_RE.match(creds.api_key_sid):
+        raise UserError("--api-key-sid (or TWILIO_API_KEY) is not SK followed by 32 hex digits")
+    for name, value in (("--auth-token", creds.auth_token), ("--api-key-secret", creds.api_key_secret)):
+        if not value or any(c.isspace() or c == ":" for c in value):
+            raise UserError(f"{name} must be non-empty, without spaces or ':'")
+    return creds
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from twilio_studio.emulator import Dataset, Emulator, Faults
+
+    credentials = emulator_credentials(args)  # checked before anything starts
+    dataset = Dataset(seed=args.seed, flows=args.flows, engagements_per_flow=args.engagements,
+                      payment_flows=args.payment_flows, account_sid=credentials.account_sid)  # fmt: skip
     faults = Faults(
         latency=args.latency,
         max_concurrency=args.max_concurrency,
@@ -286,21 +332,77 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         truncate_rate=args.truncate_rate,
         seed=args.seed,
     )
-    credentials = Credentials(
-        account_sid=dataset.account_sid,
-        auth_token=os.environ.get("TWILIO_STUDIO_EMULATOR_AUTH_TOKEN", Credentials.auth_token),
-    )
+    credentials = emulator_credentials(args)
     emu = Emulator(dataset, host=args.host, port=args.port, credentials=credentials, faults=faults,
                    realtime=args.realtime)  # fmt: skip
     print(
         f"Studio emulator on http://{args.host}:{args.port} ({args.flows} flows x {args.engagements} "
-        f"engagements, seed {args.seed}); account_sid {credentials.account_sid}, auth token from "
-        "TWILIO_STUDIO_EMULATOR_AUTH_TOKEN or the documented default. Ctrl-C stops it.",
+        f"engagements, seed {args.seed}); account_sid {credentials.account_sid}, API key "
+        f"{credentials.api_key_sid} (token and secret as given, never printed). Ctrl-C stops it.",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):
         emu.serve_forever()
     return 0
+
+
+def _source_secret(name: str) -> Any:
+    """A value of the source's config section (``sources.twilio_studio.<name>``), as ``run`` reads it."""
+    import dlt
+
+    return dlt.secrets.get(f"sources.twilio_studio.{name}")
+
+
+def _twilio_client(base_url: str | None) -> Any:
+    """A Studio client with the source's credentials (dlt config), checked before any request."""
+    from twilio_studio.client import RetryPolicy, StudioClient
+    from twilio_studio.options import SourceOptions, validate_options
+
+    options = validate_options(
+        SourceOptions(
+            flow_sids=None, account_sid=_source_secret("account_sid"), auth_token=_source_secret("auth_token"),
+            api_key_sid=_source_secret("api_key_sid"), api_key_secret=_source_secret("api_key_secret"),
+            base_url=base_url or _source_secret("base_url") or DEFAULT_BASE_URL, page_size=DEFAULT_PAGE_SIZE,
+            context_mode=DEFAULT_CONTEXT_MODE, write_mode=DEFAULT_WRITE_MODE, widget_fields="arrays",
+            max_concurrency=DEFAULT_MAX_CONCURRENCY, start_date=None, end_date=None, lookback_seconds=0,
+            max_attempts=RetryPolicy.max_attempts, request_timeout=RetryPolicy.timeout,
+        )
+    )  # fmt: skip
+    return StudioClient(options.base_url, options.username, options.password)
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from twilio_studio.erase import contact_values, erase_contact
+
+    try:
+        contact_values(args.contact, None)
+    except ValueError as e:
+        raise UserError(f"--contact: {e}") from None
+    twilio = _twilio_client(args.base_url) if args.in_twilio else None
+    if args.duckdb:
+        if not Path(args.duckdb).exists():
+            raise UserError(f"--duckdb: no such file: {args.duckdb}")
+        import dlt
+
+        destination = dlt.destinations.duckdb(args.duckdb)
+        pipeline = make_pipeline(args.pipeline_name, destination, args.dataset, args.pipelines_dir)
+    else:
+        pipeline, path = cli_pipeline(
+            args.pipeline_name, args.destination, args.dataset, args.pipelines_dir, loads=False
+        )
+        if path is not None and not path.exists():
+            raise UserError(f"no DuckDB file {path}: pass the file `run` loaded into with --duckdb FILE")
+    # a load running meanwhile could write the contact's rows again: erasure takes the run lock too
+    with contextlib.nullcontext() if args.dry_run else run_lock(pipeline):
+        try:
+            report = erase_contact(
+                pipeline, args.contact, pseudonymize_key=_source_secret("pseudonymize_key"), dry_run=args.dry_run,
+                twilio=twilio,
+            )  # fmt: skip
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    print(report.render())
+    return 1 if report.failed_in_twilio else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -362,22 +464,50 @@ def parser() -> argparse.ArgumentParser:
                      "last run (hourly runs read only the newest pages; relies on Twilio's newest-first "
                      "order, see README)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    run.add_argument("--keep-card-data", action="store_true",
+                     help="store the card data of Capture Payments widgets instead of [redacted] "
+                     "(PCI DSS scope: see README 'Security')")  # fmt: skip
+    run.add_argument("--subaccounts", choices=["all"], default=None,
+                     help="also load every active subaccount, each with its own credentials")  # fmt: skip
+    run.add_argument("--subaccount", action="append", metavar="AC...",
+                     help="load this account (a subaccount, or the credentials' own); repeat for more")  # fmt: skip
+    run.add_argument(
+        "--accounts-base-url",
+        default=None,
+        help=f"Twilio's core API, for the Accounts list (default {DEFAULT_ACCOUNTS_BASE_URL})",
+    )
+    run.add_argument("--max-total-concurrency", type=int, default=None,
+                     help="with subaccounts: requests in flight over all accounts "
+                     f"(default {DEFAULT_MAX_TOTAL_CONCURRENCY})")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
     demo.add_argument("--dir", default=".", help="where the DuckDB file and report go (default: here)")
-    demo.add_argument("--flows", type=int, default=4)
-    demo.add_argument("--engagements", type=int, default=1500, help="per flow")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--advance-hours", type=float, default=36.0)
+    demo.add_argument("--flows", type=int, default=4, help="flows in the emulated account (default 4)")
+    demo.add_argument("--engagements", type=int, default=1500, help="engagements per flow (default 1500)")
+    demo.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
+    demo.add_argument("--advance-hours", type=float, default=36.0,
+                      help="how far the clock moves between the two loads (default 36)")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     emu = sub.add_parser("emulator", help="run the Studio API emulator in the foreground")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8080)
-    emu.add_argument("--seed", type=int, default=7)
-    emu.add_argument("--flows", type=int, default=3)
-    emu.add_argument("--engagements", type=int, default=1000, help="per flow")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emu.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free one)")
+    emu.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")
+    emu.add_argument("--flows", type=int, default=3, help="flows in the emulated account (default 3)")
+    emu.add_argument("--engagements", type=int, default=1000, help="engagements per flow (default 1000)")
+    emu.add_argument("--account-sid", default=None,
+                     help="the account SID clients authenticate with (env TWILIO_ACCOUNT_SID; "
+                     "default ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)")  # fmt: skip
+    emu.add_argument("--auth-token", default=None,
+                     help="its auth token (env TWILIO_AUTH_TOKEN; default emulator-auth-token)")  # fmt: skip
+    emu.add_argument("--api-key-sid", default=None,
+                     help="an API key SID accepted too (env TWILIO_API_KEY; "
+                     "default SKaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)")  # fmt: skip
+    emu.add_argument("--api-key-secret", default=None,
+                     help="that key's secret (env TWILIO_API_SECRET; default emulator-api-secret)")  # fmt: skip
+    emu.add_argument("--payment-flows", type=int, default=0,
+                     help="flows with a Capture Payments widget (card data in contexts), after the others")  # fmt: skip
     emu.add_argument("--realtime", action="store_true", help="the clock follows the wall clock")
     emu.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
     emu.add_argument("--max-concurrency", type=int, default=None, help="above this many requests in flight: 429")
@@ -388,10 +518,24 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--truncate-rate", type=float, default=0.0, help="share of cut-short bodies")
     emu.set_defaults(func=cmd_emulator)
 
+    erase = sub.add_parser("erase", help="remove every row of one contact from the destination (and Twilio)")
+    destination_args(erase)
+    erase.add_argument("--contact", required=True, metavar="ADDRESS",
+                       help="the contact's address as Twilio shows it, e.g. +14155550100 or client:alice; "
+                       "found by its keyed hash too when pseudonymize_key is configured")  # fmt: skip
+    erase.add_argument("--duckdb", default=None, help="erase in this DuckDB file (instead of --destination)")
+    erase.add_argument("--dry-run", action="store_true", help="print per table what would go; change nothing")
+    erase.add_argument("--in-twilio", action="store_true",
+                       help="also delete the contact's engagements and executions in Twilio (credentials as "
+                       "for run), so no later load brings them back")  # fmt: skip
+    erase.add_argument("--base-url", default=None, help=f"Studio host for --in-twilio (default {DEFAULT_BASE_URL})")
+    erase.set_defaults(func=cmd_erase)
+
     rep = sub.add_parser("report", help="analytics over a loaded dataset: terminal tables and one HTML file")
     destination_args(rep)
     rep.add_argument("--duckdb", default=None, help="read this DuckDB file directly")
-    rep.add_argument("--output", default="twilio_studio_report.html")
+    rep.add_argument("--output", default="twilio_studio_report.html",
+                     help="the HTML file to write (default twilio_studio_report.html)")  # fmt: skip
     rep.add_argument("--top", type=int, default=10, help="top values per flow-data key")
     rep.set_defaults(func=cmd_report)
     return p

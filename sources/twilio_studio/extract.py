@@ -21,6 +21,7 @@ from typing import Any
 from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
 from twilio_studio.memory import rare_gc_passes
+from twilio_studio.redact import redact_card_data
 
 logger = logging.getLogger("twilio_studio")
 
@@ -132,11 +133,13 @@ class EngagementWalker:
         page_size: int,
         kind: RunKind = ENGAGEMENTS,
         stop_at_ended: bool = False,
+        keep_card_data: bool = False,
     ) -> None:
         self.kind = kind
         # stop a flow's walk at the first page created wholly before the oldest engagement that was
         # still active at the last run (all older ones had ended, and ended ones never change)
         self.stop_at_ended = stop_at_ended
+        self.keep_card_data = keep_card_data
         self.client = client
         self.window = window
         self.context_mode = context_mode
@@ -323,6 +326,8 @@ class EngagementWalker:
             if context is None and value is not None and value != "" and value != [] and value != {}:
                 reason = "a context that is not a JSON object"
                 stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
+        if not self.keep_card_data:  # before normalization: every copy below comes from the context
+            contexts = [redact_card_data(c) for c in contexts]
         return [
             engagement_row(item, ctx, kind.owner, kind.extra, children=False)
             for item, ctx in zip(items, contexts, strict=True)
@@ -336,9 +341,17 @@ class EngagementWalker:
 class StepFetcher:
     """Reads the steps of many engagements (or executions) at once, under the client's account-wide limit."""
 
-    def __init__(self, client: StudioClient, kind: RunKind, context_mode: str, max_concurrency: int) -> None:
+    def __init__(
+        self,
+        client: StudioClient,
+        kind: RunKind,
+        context_mode: str,
+        max_concurrency: int,
+        keep_card_data: bool = False,
+    ) -> None:
         self.client = client
         self.kind = kind
+        self.keep_card_data = keep_card_data
         self.context_mode = context_mode
         self.pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="studio-steps")
 
@@ -376,5 +389,7 @@ class StepFetcher:
                     if not context and self.context_mode == "fetch_missing":
                         url = self.client.url(f"{base}/{item['sid']}/Context")
                         context = coerce_context(self.client.get(url, f"{what} context").get("context"))
+                    if not self.keep_card_data:
+                        context = redact_card_data(context)
                 rows.append(step_row(item, context, parent, self.kind.widget_fields))
         return rows

@@ -54,6 +54,7 @@ class SourceOptions:
     max_attempts: int
     request_timeout: float
     stop_at_ended_pages: bool = False
+    keep_card_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class ValidOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
-    stop_at_ended_pages: bool
+    stop_at_ended_pages: bool = False
+    keep_card_data: bool = False
 
     def __repr__(self) -> str:  # never show the password, not even in a debugger or a traceback
         return f"ValidOptions(base_url={self.base_url!r}, flow_sids={self.flow_sids!r}, ...)"
@@ -213,6 +215,10 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         )
     if o.request_timeout == 0:
         raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")
+    if not isinstance(o.keep_card_data, bool):
+        raise ConfigurationError(
+            f"keep_card_data: {_shown(o.keep_card_data)} is not true or false ({where('keep_card_data')})"
+        )
     username, password = _credentials(o)
     return ValidOptions(
         flow_sids=flow_sids,
@@ -230,4 +236,5 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         max_attempts=max_attempts,
         request_timeout=float(o.request_timeout),
         stop_at_ended_pages=o.stop_at_ended_pages,
+        keep_card_data=o.keep_card_data,
     )

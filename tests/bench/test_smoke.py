@@ -16,7 +16,7 @@ SHAPED = {"1a", "1l", "1c"}  # on every context shape: default, ".light", ".heav
 CASES = {
     *SHAPED, *(f"{c}.{shape}" for c in SHAPED for shape in ("light", "heavy")),
     "1b", "1b+", "1l-scd2.heavy", "1l-append.heavy", "1a4.heavy", "1l4.heavy",
-    "2a", "2a+", "2b", "2c", "3", "3s", "4a", "4b",
+    "2a", "2a+", "2b", "2c", "3", "3s", "4a", "4b", "5",
 }  # fmt: skip
 
 
@@ -54,6 +54,8 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     for shape in ("", ".light", ".heavy"):
         assert cases["1l" + shape]["result"]["db"]["child_rows"] == cases["1a" + shape]["result"]["db"]["child_rows"]
     assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4", "5"}
+    # case 5 read every account with its own credentials: all their rows, one account_sid each
+    assert cases["5"]["result"]["db"]["engagements"] == cases["5"]["expected_rows"]
 
     table = proc.stdout
     for case_id in CASES:

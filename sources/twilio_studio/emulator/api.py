@@ -11,12 +11,13 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode
 
 import orjson
 
 from twilio_studio.emulator.dataset import Dataset, EngagementView, Flow, Script, Step, iso
+from twilio_studio.emulator.writes import WriteError, Writes, creation_fields, dumps, parse_form
 from twilio_studio.settings import (
     API_DEFAULT_PAGE_SIZE,
     ERROR_AUTHENTICATE,
@@ -28,6 +29,11 @@ from twilio_studio.settings import (
 )
 
 SID = "[0-9a-fA-F]{32}"
+INTEGER_RE = re.compile(r"^[0-9]+$")  # a JSON Schema integer >= 0 as a query string carries it
+# RFC 3339 date-time (the spec's `format: date-time`), as JSON Schema's format checkers read it
+DATE_TIME_RE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$", re.IGNORECASE
+)
 RUN = rf"^/(?P<ver>v1|v2)/Flows/(?P<flow>FW{SID})/(?P<kind>Engagements|Executions)"  # engagement or execution
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
@@ -114,6 +120,16 @@ def decode_token(token: str, list_path: str) -> tuple[int, str]:
     return key, direction
 
 
+class Keys(Protocol):
+    """What a list page reads of its records' keys (ints growing with date_created)."""
+
+    hi: int  # above every key
+
+    def below(self, key: int) -> Iterator[int]: ...
+
+    def above(self, key: int) -> Iterator[int]: ...
+
+
 @dataclass
 class Listing:
     """A list ordered newest first: keys are ints that grow with date_created; scanning is lazy."""
@@ -143,26 +159,37 @@ def take(it: Iterator[int], n: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------ the API
+# The write operations per route (writes.py): (route, method) -> handler name
+WRITE_ROUTES = {("list", "POST"): "_create", ("fetch", "POST"): "_update", ("fetch", "DELETE"): "_delete"}
+
+
 class StudioApi:
-    """Answers GET requests for the Studio v1/v2 resources the connector reads."""
+    """Answers the Studio v1/v2 requests: the reads the connector makes and the writes of the seeds."""
 
     def __init__(self, dataset: Dataset, credentials: Credentials, now: Callable[[], datetime]):
         self.dataset = dataset
         self.credentials = credentials
         self.now = now
+        self.writes = Writes(dataset)
 
-    def handle(self, origin: str, path: str, query: str) -> Response:
+    def handle(self, origin: str, path: str, query: str, method: str = "GET", body: bytes = b"") -> Response:
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         for name, pattern in ROUTES:
             m = pattern.match(path)
             if m:
                 if m.groupdict().get("kind") == "Engagements" and m["ver"] != "v1":
                     break  # Engagements are a v1 resource: Twilio's v2 spec has Executions only
+                handler = "_" + name if method == "GET" else WRITE_ROUTES.get((name, method))
+                if handler is None:
+                    return error_response(405, 20004, "Method not allowed")
                 try:
-                    body = getattr(self, f"_{name}")(origin, path, params, **m.groupdict())
+                    if method == "GET":
+                        return Response(200, dumps(getattr(self, handler)(origin, path, params, **m.groupdict())))
+                    return getattr(self, handler)(origin, path, parse_form(body), **m.groupdict())  # type: ignore[no-any-return]
                 except ApiError as e:
                     return e.response()
-                return Response(200, orjson.dumps(body))
+                except WriteError as e:
+                    return error_response(e.status, e.code, e.message)
         return self._not_found(path).response()
 
     # ------------------------------------------------------------ helpers
@@ -178,11 +205,14 @@ class StudioApi:
 
     def _view(self, path: str, flow: Flow, sid: str) -> EngagementView:
         now = self.now()
+        created = self.writes.created_run(flow, sid, now)
+        if created is not None:
+            return self.writes.view(created.script, now, created.flow_address)
         lo, hi = self.dataset.index_range(flow, now)
         i = self.dataset.locate(flow, sid)
-        if i is None or not lo <= i < hi:  # unknown, not created yet, or past retention
+        if i is None or not lo <= i < hi or self.writes.is_deleted(sid):  # unknown, not yet, past retention, deleted
             raise self._not_found(path)
-        return self.dataset.view(self.dataset.script(flow, i), now)
+        return self.writes.view(self.dataset.script(flow, i), now)
 
     def _page(
         self,
@@ -190,25 +220,19 @@ class StudioApi:
         path: str,
         params: dict[str, str],
         key: str,
-        listing: Listing,
+        listing: Keys,
         render: Callable[[int], dict[str, Any]],
         filters: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         size_raw = params.get("PageSize", str(API_DEFAULT_PAGE_SIZE))
-        try:
-            size = int(size_raw)
-        except ValueError:
-            size = -1
+        size = int(size_raw) if INTEGER_RE.match(size_raw) and len(size_raw) < 8 else -1
         if not MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE:
             raise ApiError(
                 400,
                 ERROR_INVALID_PARAMETER,
                 f"Invalid PageSize: must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}",
             )
-        try:
-            page = max(0, int(params.get("Page", "0")))
-        except ValueError:
-            raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid Page: not an integer") from None
+        page = self._page_number(params.get("Page", "0"))
         token = params.get("PageToken")
         if token:
             anchor, direction = decode_token(token, path)
@@ -237,6 +261,15 @@ class StudioApi:
                 "url": url(page, token),
             },
         }
+
+    @staticmethod
+    def _page_number(raw: str) -> int:
+        """``Page``: client state, any whole number from 0 (the spec's schema), however large."""
+        if not INTEGER_RE.match(raw):
+            raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid Page: must be a whole number, 0 or more")
+        if len(raw) > 1000:  # Python turns at most 4,300 digits into an int and back
+            raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid Page: more than 1,000 digits")
+        return int(raw)
 
     # ------------------------------------------------------------ flows
     def _render_flow(self, origin: str, flow: Flow) -> dict[str, Any]:
@@ -293,7 +326,8 @@ class StudioApi:
         f = self._flow(path, flow)
         now = self.now()
         filters: dict[str, str] = {}
-        keep: Callable[[int], bool] | None = None
+        since = until = None
+        status: str | None = None
         if kind == "Executions":
             since = self._date_param(params, "DateCreatedFrom", filters)
             until = self._date_param(params, "DateCreatedTo", filters)
@@ -303,14 +337,16 @@ class StudioApi:
                 if status not in ("active", "ended"):
                     raise ApiError(400, ERROR_INVALID_PARAMETER, "Invalid status: active or ended")
                 filters["status"] = status
-                keep = lambda k: self.dataset.view(self.dataset.script(f, k), now).status == status  # noqa: E731
         else:
             lo, hi = self.dataset.index_range(f, now)
+        # the dataset's runs and those created through the API, less the deleted (writes.py)
+        listing, view_of = self.writes.listing(f, now, lo, hi, since, until)
+        if status is not None:
+            visible = listing.keep
+            listing.keep = lambda k: (visible is None or visible(k)) and view_of(k).status == status
         return self._page(
-            origin, path, params, kind.lower(), Listing(lo, hi, keep),
-            lambda k: self._render_engagement(
-                origin, ver, kind, self.dataset.view(self.dataset.script(f, k), now), False
-            ),
+            origin, path, params, kind.lower(), listing,
+            lambda k: self._render_engagement(origin, ver, kind, view_of(k), False),
             filters,
         )  # fmt: skip
 
@@ -319,14 +355,19 @@ class StudioApi:
         raw = params.get(name)
         if raw is None:
             return None
+        invalid = ApiError(
+            400, ERROR_INVALID_PARAMETER, f"Invalid {name}: use ISO 8601 with a time zone, e.g. 2026-01-31T00:00:00Z"
+        )
+        m = DATE_TIME_RE.match(raw)
+        if not m:
+            raise invalid
+        text = raw.upper().replace("Z", "+00:00")
+        fraction = m.group(1) or ""
+        text = text.replace(fraction, fraction[:7].ljust(7, "0") if fraction else "", 1)  # 6 digits: any Python
         try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError(
-                400, ERROR_INVALID_PARAMETER, f"Invalid {name}: use ISO 8601, e.g. 2026-01-31T00:00:00Z"
-            ) from None
-        if value.tzinfo is None:
-            raise ApiError(400, ERROR_INVALID_PARAMETER, f"Invalid {name}: a time zone is required")
+            value = datetime.fromisoformat(text)
+        except ValueError:  # e.g. month 13 or February 30
+            raise invalid from None
         filters[name] = raw
         return value
 
@@ -348,6 +389,41 @@ class StudioApi:
             "flow_sid": flow,
             "url": f"{origin}{path}",
         }
+
+    # ------------------------------------------------------------ writes (state in writes.py)
+    def _create(self, origin: str, path: str, form: dict[str, str], ver: str, flow: str, kind: str) -> Response:
+        """CreateEngagement / CreateExecution: a new active run that walks its flow as the clock moves."""
+        f = self._flow(path, flow)
+        to, from_, parameters = creation_fields(form)
+        now = self.now()
+        run = self.writes.create(f, to, from_, parameters, now)
+        body = self._render_engagement(origin, ver, kind, self.writes.view(run.script, now, run.flow_address), True)
+        return Response(201 if ver == "v2" else 200, dumps(body))  # the spec's codes: v1 200, v2 201
+
+    def _update(
+        self, origin: str, path: str, form: dict[str, str], ver: str, flow: str, kind: str, sid: str
+    ) -> Response:
+        """UpdateExecution: ``Status=ended`` ends an active execution (an ended one stays as it is)."""
+        if kind != "Executions":
+            return error_response(405, 20004, "Method not allowed")
+        f = self._flow(path, flow)
+        status = form.get("Status")
+        if not status:
+            raise WriteError(400, ERROR_INVALID_PARAMETER, "Missing required parameter Status in the post body")
+        if status != "ended":
+            raise WriteError(400, ERROR_INVALID_PARAMETER, "Invalid Status: an execution can only be updated to ended")
+        self._view(path, f, sid)  # 404 for an unknown one
+        self.writes.end(sid, self.now())
+        return Response(200, dumps(self._render_engagement(origin, ver, kind, self._view(path, f, sid), False)))
+
+    def _delete(
+        self, origin: str, path: str, form: dict[str, str], ver: str, flow: str, kind: str, sid: str
+    ) -> Response:
+        """DeleteEngagement / DeleteExecution: 204; the run, its context and steps are gone."""
+        f = self._flow(path, flow)
+        self._view(path, f, sid)
+        self.writes.delete(f, sid)
+        return Response(204, b"")
 
     # ------------------------------------------------------------ steps
     def _render_step(self, origin: str, ver: str, kind: str, view: EngagementView, step: Step) -> dict[str, Any]:

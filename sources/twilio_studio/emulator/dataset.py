@@ -52,15 +52,27 @@ WIDGET_CATALOGUE: dict[str, list[tuple[str, str]]] = {
         ("update_order", "run-function"),
         ("remember_choice", "set-variables"),
     ],
+    # only in the ``payment_flows`` flows, after the rotation of the three above
+    "ivr_payment": [
+        ("pay_welcome", "say-play"),
+        ("take_payment", "capture-payments"),
+        ("payment_result", "split-based-on"),
+        ("pay_goodbye", "say-play"),
+    ],
 }
-TEMPLATES = tuple(WIDGET_CATALOGUE)
-TRIGGER_OF = {"sms_survey": "message", "ivr_menu": "call", "api_notify": "request"}
+TEMPLATES = ("sms_survey", "ivr_menu", "api_notify")  # the rotation of ``flows``
+PAYMENT_TEMPLATE = "ivr_payment"
+TRIGGER_OF = {"sms_survey": "message", "ivr_menu": "call", "api_notify": "request", "ivr_payment": "call"}
 SYNONYMS = ["", "step_", "w_", "node_", "x_"]
 DATA_KEYS = {
     "sms_survey": ["campaign", "language", "segments"],
     "ivr_menu": ["queue", "language", "caller_tags"],
     "api_notify": ["order_id", "customer_name", "items", "priority"],
+    "ivr_payment": ["charge_amount", "currency", "language"],
 }
+# what <Pay> answers in `Result` (TwiML <Pay> docs); most payments succeed
+PAY_RESULTS = ["success"] * 8 + ["payment-connector-error", "too-many-failed-attempts", "caller-hung-up"]
+CARD_TYPES = ["visa", "mastercard", "amex", "discover"]
 ANSWERS = ["1", "2", "3", "4", "5", "yes", "no", "STOP", "Great service 👍", "خدمة ممتازة", "later"]
 TIERS = ["gold", "silver", "bronze"]
 # How much a context holds (benchmarks): ~5 child rows per engagement, the default (~18), or heavy
@@ -161,9 +173,10 @@ class Dataset:
         long_running_share: float = 0.15,
         context_padding: int = 0,
         context_shape: str = "default",
+        payment_flows: int = 0,
     ) -> None:
-        if flows < 0 or engagements_per_flow < 0:
-            raise ValueError("flows and engagements_per_flow must be zero or more")
+        if flows < 0 or engagements_per_flow < 0 or payment_flows < 0:
+            raise ValueError("flows, engagements_per_flow and payment_flows must be zero or more")
         self.seed = seed
         self.account_sid = account_sid or DEFAULT_ACCOUNT_SID
         self.start = start
@@ -175,13 +188,19 @@ class Dataset:
         span_s = int(min(span, RETENTION - timedelta(days=1)).total_seconds())
         spacing = max(1, span_s // max(1, engagements_per_flow))
         self.flows: list[Flow] = [self._make_flow(i, spacing, engagements_per_flow) for i in range(flows)]
+        # flows with a Capture Payments widget come after the others, so adding them changes no other flow
+        self.flows += [
+            self._make_flow(flows + j, spacing, engagements_per_flow, PAYMENT_TEMPLATE, j) for j in range(payment_flows)
+        ]
         self.flows_by_sid = {f.sid: f for f in self.flows}
         self._script = lru_cache(maxsize=8192)(self._make_script)
 
     # ----------------------------------------------------------------- flows
-    def _make_flow(self, i: int, spacing: int, count: int) -> Flow:
-        template = TEMPLATES[i % len(TEMPLATES)]
-        variant = i // len(TEMPLATES)
+    def _make_flow(
+        self, i: int, spacing: int, count: int, template: str | None = None, variant: int | None = None
+    ) -> Flow:
+        template = template or TEMPLATES[i % len(TEMPLATES)]
+        variant = i // len(TEMPLATES) if variant is None else variant
         prefix = SYNONYMS[variant % len(SYNONYMS)]
         suffix = "" if variant < len(SYNONYMS) else f"_{variant}"
         widgets = tuple(Widget(f"{prefix}{name}{suffix}", wtype) for name, wtype in WIDGET_CATALOGUE[template])
@@ -385,6 +404,8 @@ class Dataset:
             }
         if w.type == "set-variables":
             return {}
+        if w.type == "capture-payments":
+            return self._payment_output(rng)
         if w.type == "connect-call-to":
             return {
                 "DialCallStatus": rng.choice(["completed", "no-answer", "busy"]),
@@ -397,6 +418,24 @@ class Dataset:
                 "RecordingDuration": str(rng.randint(2, 120)),
             }
         return {}  # say-play and others leave no output
+
+    @staticmethod
+    def _payment_output(rng: random.Random) -> dict[str, Any]:
+        """What Capture Payments (TwiML <Pay> with a Stripe connector) writes: card data included."""
+        result = rng.choice(PAY_RESULTS)
+        if result != "success":
+            return {"Result": result, "PaymentError": "", "PayErrorCode": str(rng.choice([0, 64002, 64011]))}
+        return {
+            "Result": result,
+            "PaymentCardNumber": f"xxxx-xxxx-xxxx-{rng.randint(0, 9999):04d}",
+            "PaymentCardType": rng.choice(CARD_TYPES),
+            "ExpirationDate": f"{rng.randint(1, 12):02d}{rng.randint(27, 35)}",
+            "SecurityCode": "xxx",
+            "PaymentCardPostalCode": f"{rng.randint(10000, 99999)}",
+            "PaymentToken": "tok_" + _rhex(rng)[:24],
+            "PaymentConfirmationCode": "ch_" + _rhex(rng)[:24],
+            "ProfileId": "",
+        }
 
     def _make_data(self, flow: Flow, rng: random.Random) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -417,6 +456,10 @@ class Dataset:
                 values[k] = rng.choice(["en-US", "es-ES", "ar-EG", "de-DE"])
             elif "queue" in base:
                 values[k] = rng.choice(["billing", "support", "sales"])
+            elif "charge_amount" in base:
+                values[k] = f"{rng.randint(5, 500)}.{rng.randint(0, 99):02d}"
+            elif "currency" in base:
+                values[k] = "usd"
             elif "campaign" in base:
                 values[k] = rng.choice(["spring", "nps_q2", "winback"])
             else:

@@ -1,0 +1,78 @@
+"""Erasure of one contact in PostgreSQL, through dlt's sql_client: the contact's address and hash are
+nowhere afterwards (dataset and staging dataset), every other row is as it was."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.postgres.test_postgres import PgLoaded, _require_postgres  # noqa: F401  (skips or fails without PostgreSQL)
+from tests.source.conftest import make_source
+from tests.source.test_erase import ALL, KEY, contact_with_steps
+from twilio_studio.emulator import Dataset, Emulator
+from twilio_studio.erase import contact_values, erase_contact
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[PgLoaded]:
+    loaded = PgLoaded(tmp_path)
+    yield loaded
+    loaded.drop()
+
+
+def snapshot(pg: PgLoaded, schema: str) -> dict[str, Counter[tuple[str, ...]]]:
+    tables = [r[0] for r in pg.sql(
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' "
+        "AND table_name NOT LIKE '\\_dlt%'"
+    )]  # fmt: skip
+    return {t: Counter(tuple(map(str, r)) for r in pg.sql(f'SELECT * FROM "{schema}"."{t}"')) for t in tables}
+
+
+def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
+    hits = []
+    columns = pg.sql(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        f"WHERE table_schema IN ('{pg.dataset}', '{pg.dataset}_staging') "
+        "AND data_type IN ('text', 'character varying', 'jsonb', 'json')"
+    )
+    for schema, table, column in columns:
+        for needle in needles:
+            query = f"""SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}"::text LIKE '%%{needle}%%'"""
+            if pg.sql(query)[0][0]:
+                hits.append(f"{schema}.{table}.{column}")
+    return hits
+
+
+@pytest.mark.parametrize(
+    ("write_mode", "key"),
+    [pytest.param("merge", KEY, id="merge_pseudonymized"), pytest.param("scd2", None, id="scd2_every_version")],
+)
+def test_erase_in_postgres(pg: PgLoaded, write_mode: str, key: str | None) -> None:
+    options: dict[str, Any] = {"write_mode": write_mode, "widget_fields": "all"}
+    if key:
+        options["pseudonymize_key"] = key
+    with Emulator(Dataset(seed=31, flows=2, engagements_per_flow=40, long_running_share=0.5)) as emu:
+        pg.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        first = emu.now()
+        emu.advance(hours=30)
+        pg.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        address = contact_with_steps(emu, since=first)
+    needles = contact_values(address, key)
+    assert cells_with(pg, needles)
+    schemas = (pg.dataset, f"{pg.dataset}_staging")
+    before = {s: snapshot(pg, s) for s in schemas}
+
+    dry = erase_contact(pg.pipeline, address, pseudonymize_key=key, dry_run=True)
+    assert {s: snapshot(pg, s) for s in schemas} == before and dry.total > 10
+    done = erase_contact(pg.pipeline, address, pseudonymize_key=key)
+    assert done.rows == dry.rows
+    assert cells_with(pg, needles) == []
+    for schema in schemas:
+        after = snapshot(pg, schema)
+        for table, rows in before[schema].items():
+            assert not after[table] - rows, f"{schema}.{table} gained or changed rows"
+            assert sum((rows - after[table]).values()) == done.rows.get(f"{schema}.{table}", 0), table
