@@ -19,7 +19,7 @@ FLOW_SID_RE = re.compile(r"^FW[0-9a-fA-F]{32}$")
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID_RE = re.compile(r"^SK[0-9a-fA-F]{32}$")
 
-# Studio keeps execution and step data 30 days after the execution starts (Twilio docs, API-NOTES.md).
+# Studio keeps execution and step data 30 days after the execution starts (Twilio docs, ../shared/API-NOTES.md).
 RETENTION_DAYS = 30
 
 # Twilio error codes (https://www.twilio.com/docs/errors/<code>).
