@@ -79,3 +79,25 @@ class ChangeModel:
             else:
                 lo = mid + 1
         return self.plan(lo)
+
+
+def pages_that_can_change(dataset: Dataset, before: datetime, after: datetime, page_size: int) -> int:
+    """List pages (all flows) that can hold a change at ``after`` since a run at ``before``.
+
+    Lists are newest first by ``date_created``; an engagement created before the oldest one still
+    active at ``before`` had ended by then, and ended engagements never change. So a flow's pages
+    that can hold changes are those down to the one holding that oldest active engagement (every
+    page when none was active: then the newest at ``before`` marks the line). A walk with
+    ``stop_at_ended_pages`` reads one page more per flow (the first one wholly older) and stops.
+    """
+    total = 0
+    for flow in dataset.flows:
+        lo, hi = dataset.index_range(flow, before)
+        oldest_active = next((i for i in range(lo, hi) if dataset._make_script(flow.index, i).ends_at > before), None)
+        line = oldest_active if oldest_active is not None else hi - 1
+        lo_after, hi_after = dataset.index_range(flow, after)
+        if hi_after <= lo_after:
+            continue
+        from_top = max(0, hi_after - 1 - max(line, lo_after))  # position of that engagement in the new list
+        total += min(from_top // page_size + 1, -(-(hi_after - lo_after) // page_size))
+    return total

@@ -13,7 +13,6 @@ from typing import Any
 import dlt
 
 from twilio_studio import run_lock, twilio_studio_source
-from twilio_studio.columnar import loader_file_format
 
 DUCKDB_FILE = "twilio_studio_data.duckdb"  # not dlt's default twilio_studio.duckdb: named like the dataset
 
@@ -22,7 +21,7 @@ def load(destination: str = "duckdb") -> None:
     target: Any = dlt.destinations.duckdb(DUCKDB_FILE) if destination == "duckdb" else destination
     pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination=target, dataset_name="twilio_studio")
     with run_lock(pipeline):  # a second run of this pipeline raises RunInProgressError before any request
-        info = pipeline.run(twilio_studio_source(), loader_file_format=loader_file_format(destination))
+        info = pipeline.run(twilio_studio_source())
     print(info)
 
 

@@ -18,38 +18,43 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from twilio_studio.accounts import AccountsReport, AccountsRun, account_report, stamp_tables, validate_account_options
 from twilio_studio.client import (
     ConfigurationError,
     PaginationError,
     RetryPolicy,
     StudioApiError,
-    StudioClient,
     StudioError,
 )
-from twilio_studio.columnar import RunTables, parent_rows, quiet_json_notice, table_hints, without_nul
+from twilio_studio.columnar import RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
 from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, revision_tables
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
-from twilio_studio.memory import release_freed_memory
+from twilio_studio.memory import bounded_duckdb, few_malloc_arenas, release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
-from twilio_studio.runlock import RunInProgressError, hold_for_run, install_release_hook, run_lock
+from twilio_studio.runlock import RunInProgressError, hold_for_run, run_lock
 from twilio_studio.settings import (
+    ACCOUNT_SID_RE,
+    DEFAULT_ACCOUNTS_BASE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WIDGET_FIELDS,
     DEFAULT_WRITE_MODE,
 )
 
 __all__ = [
+    "AccountsReport",
     "ConfigurationError",
     "PaginationError",
     "RunInProgressError",
     "StudioApiError",
     "StudioError",
+    "account_report",
     "run_lock",
     "twilio_studio_source",
 ]
@@ -122,13 +127,18 @@ WRITE_HINTS: dict[str, dict[str, Any]] = {
         "write_disposition": "append",
         "columns": {**ENGAGEMENT_COLUMNS, "snapshot_at": dict(TIMESTAMP)},
     },
+    # the first load of merge and scd2 (see runs): appended, keyed as the mode keys it from the
+    # second run on; scd2's rows carry the validity dlt's scd2 merge would have given them
+    "first": {"write_disposition": "append", "primary_key": "sid"},
+    "first_scd2": {
+        "write_disposition": "append",
+        "merge_key": "sid",
+        "columns": {**ENGAGEMENT_COLUMNS, "valid_from": dict(TIMESTAMP), "valid_to": dict(TIMESTAMP)},
+    },
 }
 
 
 ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at most, a few MB
-
-
-install_release_hook()  # the run lock the source takes is released when dlt ends the run
 
 
 def preflight() -> None:
@@ -155,6 +165,15 @@ def current_load_id() -> str | None:
         return None
 
 
+def package_created_at() -> datetime:
+    """When the package being extracted was created: the time dlt's scd2 merge gives ``valid_from``."""
+    try:
+        created = dlt.current.load_package_state()["state"]["created_at"]
+    except Exception:  # outside a pipeline run
+        return datetime.now(timezone.utc)
+    return datetime.fromtimestamp(created.timestamp(), tz=timezone.utc)
+
+
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
     flow_sids: str | Sequence[str] | None = dlt.config.value,
@@ -174,7 +193,12 @@ def twilio_studio_source(
     lookback_seconds: float = 0,
     max_attempts: int = RetryPolicy.max_attempts,
     request_timeout: float = RetryPolicy.timeout,
+    stop_at_ended_pages: bool = False,
     keep_card_data: bool = False,
+    subaccounts: str | Sequence[str] | None = None,
+    accounts_base_url: str = DEFAULT_ACCOUNTS_BASE_URL,
+    subaccount_auth_tokens: dict[str, str] | None = dlt.secrets.value,
+    max_total_concurrency: int = DEFAULT_MAX_TOTAL_CONCURRENCY,
 ) -> Sequence[DltResource]:
     """Loads Studio flows and engagements (latest state per engagement, merged on sid).
 
@@ -201,9 +225,21 @@ def twilio_studio_source(
         lookback_seconds: Re-read engagements this far behind a flow's saved cursor (late updates).
         max_attempts: Attempts per request before a run fails (429, 5xx, resets, timeouts).
         request_timeout: Seconds to wait for one response.
+        stop_at_ended_pages: Stop a flow's walk at the first list page whose engagements were all
+            created before the oldest one still active at the last run (they had all ended, and
+            ended ones never change): hourly runs read only the newest pages. Relies on Twilio
+            listing newest first, which its docs do not promise: where a list is seen out of that
+            order, the walk reads every page and logs it once. Off by default.
         keep_card_data: Keep the card data of Capture Payments widgets (card number, expiry date,
             security code, postal code, payment token). By default each is replaced by
             ``[redacted]`` in every context before it is normalized or written.
+        subaccounts: None (only the credentials' own account), ``"all"`` (it and every active subaccount)
+            or a list of Account SIDs; each is read with its own SID and auth token (README "Subaccounts").
+        accounts_base_url: Twilio's core API, where the Accounts list is read; tests point it at the emulator.
+        subaccount_auth_tokens: Auth tokens by Account SID, for subaccounts whose token the Accounts list
+            does not give (a parent signed in with an API key).
+        max_total_concurrency: With ``subaccounts``: requests in flight for the whole run, over all
+            accounts (each account stays within ``max_concurrency``).
 
     Returns:
         Resources ``flows``, ``flow_revisions`` (tables ``flow_revisions``, ``flow_states``,
@@ -228,41 +264,34 @@ def twilio_studio_source(
             lookback_seconds=lookback_seconds,
             max_attempts=max_attempts,
             request_timeout=request_timeout,
+            stop_at_ended_pages=stop_at_ended_pages,
             keep_card_data=keep_card_data,
         )
     )
-    client = StudioClient(
-        options.base_url,
-        options.username,
-        options.password,
-        retry=RetryPolicy(max_attempts=options.max_attempts, timeout=options.request_timeout),
-        max_concurrency=options.max_concurrency,
+    # the accounts to read (one unless `subaccounts`), each with a client of its own credentials
+    run = AccountsRun(
+        options,
+        validate_account_options(subaccounts, accounts_base_url, subaccount_auth_tokens, max_total_concurrency),
+        options.username if ACCOUNT_SID_RE.match(options.username) else None,
     )
-    discovered: list[dict[str, Any]] = []
+    flow_items = run.flow_items
 
-    def flow_items() -> list[dict[str, Any]]:
-        """The flows to load, read once per source and shared by every resource."""
-        if not discovered:
-            found: list[dict[str, Any]] = []
-            if options.flow_sids is None:
-                for page in client.pages("/v1/Flows", "flows", "flow discovery", {"PageSize": 1000}):
-                    found.extend(page)
-                logger.info("discovered %d flows", len(found))
-            else:
-                found.extend(client.get(client.url(f"/v1/Flows/{sid}"), f"flow {sid}") for sid in options.flow_sids)
-            discovered.extend(found)
-        return discovered
+    # typed Any: with pydantic installed (the dagster extra), dlt's `columns` union no longer takes a plain dict
+    flow_columns: Any = {"date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP)}
 
-    definitions = DefinitionReader(client, options.max_concurrency)
+    flow_columns.update(FLOW_DEFINITION_COLUMNS)
 
-    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns={
-        "date_created": dict(TIMESTAMP), "date_updated": dict(TIMESTAMP), **FLOW_DEFINITION_COLUMNS,
-    })  # fmt: skip
+    def definitions() -> DefinitionReader:
+        flow_items()  # discovers the accounts: run.client is set from here on
+        return DefinitionReader(run.client, run.max_concurrency)
+
+    @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns=flow_columns)
     def flows() -> Iterator[list[dict[str, Any]]]:
         preflight()
         items = flow_items()
-        v2 = definitions.flows([f["sid"] for f in items])  # GET /v2/Flows/{sid}: the definition
-        yield [{**flow_row(f), **v2.get(f["sid"], {})} for f in items]
+        v2 = definitions().flows([f["sid"] for f in items])  # GET /v2/Flows/{sid}: the definition
+        yield run.keep([{**flow_row(f), **v2.get(f["sid"], {})} for f in items], "flows", nested=False)
+        run.raise_if_alone()
 
     # each of its three tables gets its keys and columns with its first rows: resource-level hints
     # would reach all three
@@ -270,7 +299,8 @@ def twilio_studio_source(
     def flow_revisions() -> Iterator[Any]:
         """Revisions not loaded yet, with their states and transitions (tables flow_states, flow_transitions)."""
         preflight()
-        yield from revision_tables(definitions, [f["sid"] for f in flow_items()], dlt.current.resource_state())
+        sids = [f["sid"] for f in flow_items()]
+        yield from revision_tables(definitions(), sids, dlt.current.resource_state(), run.keep)
 
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
@@ -278,42 +308,47 @@ def twilio_studio_source(
     def runs(kind: RunKind) -> Iterator[Any]:
         """Changed engagements or executions of every flow, with per-flow cursors in the state."""
         preflight()
-        state = dlt.current.resource_state().setdefault("flows", {})
+        few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
+        state = run.cursors(dlt.current.resource_state())  # per account and flow
         sids = [f["sid"] for f in flow_items()]
         cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
         walker = EngagementWalker(
-            client,
-            window,
-            options.context_mode,
-            options.max_concurrency,
-            options.page_size,
-            kind,
-            keep_card_data=options.keep_card_data,
-        )
+            run.client, window, options.context_mode, run.max_concurrency, options.page_size, kind,
+            stop_at_ended=options.stop_at_ended_pages, keep_card_data=options.keep_card_data,
+        )  # fmt: skip
 
         def save(flow_sid: str, cursor: FlowCursor) -> None:
             state[flow_sid] = cursor.to_state()
             s = walker.stats[flow_sid]
             logger.info(
-                "flow %s done: %d pages, %d %s read, %d loaded, %d contexts fetched in %.1f s",
-                flow_sid, s.pages, s.seen, kind.name, s.emitted, s.contexts_fetched, s.seconds,
+                "flow %s done: %d pages%s, %d %s read, %d loaded, %d contexts fetched in %.1f s",
+                flow_sid, s.pages, " (the rest ended before the last run)" if s.stopped_early else "",
+                s.seen, kind.name, s.emitted, s.contexts_fetched, s.seconds,
             )  # fmt: skip
 
         snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
-        columnar = options.write_mode != "scd2"  # scd2 versions rows by dlt's own row hashes
+        versions = options.write_mode == "scd2"  # every version its own child rows, keyed by its hash
+        # The first load of these tables has nothing to merge with: it appends (no staging copy,
+        # no de-duplication: that merge was most of a full load's load step, BENCHMARKS.md)
+        write_mode = options.write_mode
+        first = write_mode in ("merge", "scd2") and not any(c.last_value for c in cursors.values())
+        if first and kind.name not in dlt.current.source_schema().tables:
+            write_mode = "first" if write_mode == "merge" else "first_scd2"
+        valid_from = package_created_at() if write_mode == "first_scd2" else None
+        bounded_duckdb(merges=write_mode in ("merge", "scd2"))  # a DuckDB destination's cap for the load
+        exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
-            name: dlt.mark.make_hints(table_name=name, **h)
-            for name, h in table_hints(kind.name, kind.owner, merge=snapshot_at is None).items()
+            name: dlt.mark.make_hints(table_name=name, **h, **exact)
+            for name, h in table_hints(kind.name, kind.owner, write_mode).items()
         }
-        root = dict(WRITE_HINTS[options.write_mode])
+        root = dict(WRITE_HINTS[write_mode])
         root["columns"] = {
             **(ENGAGEMENT_COLUMNS if kind.name == "engagements" else EXECUTION_COLUMNS),
             **root.get("columns", {}),
         }
-        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root)
+        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root, **exact)
         load_id = current_load_id()
-        if columnar:
-            quiet_json_notice()
+        quiet_json_notice()
 
         def new_batch() -> RunTables:
             return RunTables(
@@ -321,11 +356,14 @@ def twilio_studio_source(
                 kind.owner,
                 kind.extra,
                 snapshot=snapshot_at is not None,
-                tombstones=snapshot_at is None and options.context_mode != "never",
+                valid_from=valid_from,
+                tombstones=write_mode == "merge" and options.context_mode != "never",
+                widget_fields=kind.widget_fields,
+                versions=versions,
             )
 
         def flush(batch: RunTables) -> Iterator[Any]:
-            for name, table in batch.tables():
+            for name, table in stamp_tables(list(batch.tables()), kind.name, kind.owner):
                 # the hints once per table: dlt merges them into the schema; later batches only name it
                 hinted = hints.pop(name, None)
                 yield (
@@ -336,20 +374,16 @@ def twilio_studio_source(
 
         batch = new_batch()
         for rows in walker.run(sids, cursors, save):
-            if pseudonymize is not None:
-                rows = [pseudonymize(row) for row in rows]
-            if not columnar:
-                yield [without_nul(row) for row in rows]
-                continue
+            rows = run.keep(rows, kind.name, nested=False)  # a failed account's rows go
             for row in rows:
-                batch.add(row, load_id, snapshot_at)
+                batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
             # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
             # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
             if len(batch) >= ARROW_BATCH_ROWS:
                 yield from flush(batch)
                 batch = new_batch()
-        if columnar:
-            yield from flush(batch)
+        yield from flush(batch)
+        run.raise_if_alone()
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()
 
@@ -359,29 +393,26 @@ def twilio_studio_source(
         if not parents:
             return
         fetcher = StepFetcher(
-            client, kind, options.context_mode, options.max_concurrency, keep_card_data=options.keep_card_data
+            run.client, kind, options.context_mode, run.max_concurrency, keep_card_data=options.keep_card_data
         )
         try:
             rows = fetcher.rows(parents)
         finally:
             fetcher.close()
+        rows = run.keep(rows, f"{kind.name[:-1]}_steps", nested=True)
+        run.raise_if_alone()
         if pseudonymize is not None:
             rows = [pseudonymize(row) for row in rows]
         if rows:
             # named explicitly: a transformer's output otherwise takes the parent item's table hints
             yield dlt.mark.with_table_name(rows, f"{kind.name[:-1]}_steps")
 
-    # the Arrow path declares its child tables itself; dlt's normalizer (scd2) needs nested hints
-    nested: dict[str, Any] = {"nested_hints": NESTED_HINTS} if options.write_mode == "scd2" else {}
     # resource-level columns would reach every table the Arrow path writes: there, the root table
     # gets its columns with its first page instead
     engagement_kind = replace(ENGAGEMENTS, widget_fields=options.widget_fields)
     execution_kind = replace(EXECUTIONS, widget_fields=options.widget_fields)
-    engagements = dlt.resource(runs, name="engagements", **nested)(engagement_kind)
-    executions = dlt.resource(runs, name="executions", selected=False, **nested)(execution_kind)
-    if options.write_mode == "scd2":
-        engagements.apply_hints(columns=ENGAGEMENT_COLUMNS, **WRITE_HINTS["scd2"])
-        executions.apply_hints(columns=EXECUTION_COLUMNS, **WRITE_HINTS["scd2"])
+    engagements = dlt.resource(runs, name="engagements")(engagement_kind)
+    executions = dlt.resource(runs, name="executions", selected=False)(execution_kind)
     step_hints: dict[str, Any] = {
         "write_disposition": "merge", "primary_key": "sid", "columns": STEP_COLUMNS, "nested_hints": NESTED_HINTS,
     }  # fmt: skip

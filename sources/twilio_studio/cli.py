@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twilio_studio.client import StudioError
-from twilio_studio.columnar import loader_file_format, stored_counts
+from twilio_studio.columnar import stored_counts
 from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
-from twilio_studio.memory import few_malloc_arenas
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
+    DEFAULT_ACCOUNTS_BASE_URL,
     DEFAULT_BASE_URL,
     DEFAULT_CONTEXT_MODE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_MODE,
     WIDGET_FIELDS,
@@ -133,17 +133,13 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     before = 0 if refresh else _engagement_count(pipeline)
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
-    if file_format := loader_file_format(pipeline.destination.destination_name):
-        kwargs["loader_file_format"] = file_format
     if refresh:
         kwargs["refresh"] = "drop_sources"
-    few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
-    with bounded_duckdb(pipeline.destination.destination_name):
-        if pipeline.has_pending_data:
-            # dlt's run() would load them and return without extracting: load them, then this run's data
-            logger.warning("pipeline %s: loading the package(s) an earlier run left first", pipeline.pipeline_name)
-            pipeline.run()
-        pipeline.run(source, **kwargs)
+    if pipeline.has_pending_data:
+        # dlt's run() would load them and return without extracting: load them, then this run's data
+        logger.warning("pipeline %s: loading the package(s) an earlier run left first", pipeline.pipeline_name)
+        pipeline.run()
+    pipeline.run(source, **kwargs)
     normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     counts = normalized.row_counts if normalized is not None else {}
     rows = stored_counts({k: v for k, v in counts.items() if not k.startswith("_dlt")}, pipeline.default_schema.tables)
@@ -151,38 +147,6 @@ def run_pipeline(pipeline: Any, source: Any, refresh: bool = False) -> RunSummar
     after = _engagement_count(pipeline)
     new = max(0, after - before)
     return RunSummary(time.monotonic() - started, rows, new=new, updated=max(0, written - new))
-
-
-# DuckDB's default memory limit is 80% of RAM, and the merge of a full load of 100,000 engagements
-# took gigabytes (BENCHMARKS.md). With this much DuckDB spills to disk instead; the process holds the
-# run's Python memory besides (~400 MB after the walk of 100,000), and the whole stays under 600 MB.
-DUCKDB_SETTINGS: dict[str, Any] = {
-    "memory_limit": "128MB",
-    # one thread: the merge's de-duplication (a window over every staging row) then spills to disk
-    # instead of failing; with two, 400,000 engagements ran out of memory at this cap
-    "threads": 1,
-    # the staging copies and merges need not keep row order: less buffering, faster copies
-    "preserve_insertion_order": False,
-}
-DUCKDB_CONFIG_VAR = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-LOAD_WORKERS_VAR = "LOAD__WORKERS"
-
-
-@contextlib.contextmanager
-def bounded_duckdb(destination_name: str) -> Iterator[None]:
-    """For the duration of a run into DuckDB, caps its memory and loads one table at a time (jobs in
-    parallel share the cap and spill more), each unless the user configured it."""
-    if destination_name != "duckdb":
-        yield
-        return
-    defaults = {DUCKDB_CONFIG_VAR: json.dumps(DUCKDB_SETTINGS), LOAD_WORKERS_VAR: "1"}
-    added = [name for name in defaults if name not in os.environ]
-    os.environ.update({name: defaults[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def causes(error: BaseException) -> list[BaseException]:
@@ -243,19 +207,25 @@ def explain(error: BaseException) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from twilio_studio import twilio_studio_source
+    from twilio_studio import account_report, twilio_studio_source
 
     options: dict[str, Any] = {}
     names = ("base_url", "page_size", "context_mode", "write_mode", "widget_fields", "max_concurrency",
-             "start_date", "end_date", "lookback_seconds")  # fmt: skip
+             "start_date", "end_date", "lookback_seconds", "accounts_base_url", "max_total_concurrency")  # fmt: skip
     for name in names:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
     if args.flow:
         options["flow_sids"] = args.flow
+    if args.stop_at_ended_pages:
+        options["stop_at_ended_pages"] = True
     if args.keep_card_data:
         options["keep_card_data"] = True
+    if args.subaccounts and args.subaccount:
+        raise UserError("--subaccounts all and --subaccount go not together: choose every subaccount or a list")
+    if args.subaccounts or args.subaccount:
+        options["subaccounts"] = args.subaccounts or args.subaccount
     source = twilio_studio_source(**options)  # credentials: .dlt/secrets.toml or env vars
     if args.resources:
         wanted = [r.strip() for r in args.resources.split(",") if r.strip()]
@@ -264,10 +234,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
         source = source.with_resources(*wanted)
     pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    with run_lock(pipeline):  # before any request: a second run of this pipeline stops here
+    # the lock before any request: a second run of this pipeline stops here
+    with run_lock(pipeline), account_report() as report:
         summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
-    return 0
+    if "subaccounts" in options:
+        print("per account (rows read):")
+        for line in report.lines():
+            print(f"  {line}")
+    for sid, why in sorted(report.failed.items()):
+        print(f"error: account {sid} did not load: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -483,10 +460,26 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resources", default=None, metavar="A,B",
                      help="comma-separated: flows, engagements, engagement_steps, executions, execution_steps "
                      "(default flows,engagements)")  # fmt: skip
+    run.add_argument("--stop-at-ended-pages", action="store_true",
+                     help="stop each flow's walk at the first page whose engagements had all ended by the "
+                     "last run (hourly runs read only the newest pages; relies on Twilio's newest-first "
+                     "order, see README)")  # fmt: skip
     run.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     run.add_argument("--keep-card-data", action="store_true",
                      help="store the card data of Capture Payments widgets instead of [redacted] "
                      "(PCI DSS scope: see README 'Security')")  # fmt: skip
+    run.add_argument("--subaccounts", choices=["all"], default=None,
+                     help="also load every active subaccount, each with its own credentials")  # fmt: skip
+    run.add_argument("--subaccount", action="append", metavar="AC...",
+                     help="load this account (a subaccount, or the credentials' own); repeat for more")  # fmt: skip
+    run.add_argument(
+        "--accounts-base-url",
+        default=None,
+        help=f"Twilio's core API, for the Accounts list (default {DEFAULT_ACCOUNTS_BASE_URL})",
+    )
+    run.add_argument("--max-total-concurrency", type=int, default=None,
+                     help="with subaccounts: requests in flight over all accounts "
+                     f"(default {DEFAULT_MAX_TOTAL_CONCURRENCY})")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")

@@ -16,15 +16,19 @@ derived from the SID so a re-extracted page yields the same keys.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import dlt
 import orjson
 import pyarrow as pa
+import pyarrow.compute
 
 from twilio_studio.context import strip_nul
+from twilio_studio.flatten import ChildColumns
 
 logger = logging.getLogger("twilio_studio")
 
@@ -45,9 +49,16 @@ WIDGET_FIELDS = [
     ("call_status", TEXT), ("message_status", TEXT), ("outputs", TEXT),
 ]  # fmt: skip
 LEAF_FIELDS = [("path", TEXT), ("value", TEXT), ("value_type", TEXT)]
+# child table names after the root's: engagements__widgets, engagements__widgets__fields, ...
+TABLE_SUFFIX = {
+    "widgets": "widgets",
+    "fields": "widgets__fields",
+    "flow_data": "flow_data",
+    "flow_variables": "flow_variables",
+}
 
 
-def run_fields(extra: tuple[str, ...], snapshot: bool) -> list[tuple[str, pa.DataType]]:
+def run_fields(extra: tuple[str, ...], snapshot: bool, validity: bool = False) -> list[tuple[str, pa.DataType]]:
     fields: list[tuple[str, pa.DataType]] = [
         ("sid", TEXT), ("account_sid", TEXT), ("flow_sid", TEXT), ("contact_sid", TEXT),
         ("contact_channel_address", TEXT), ("status", TEXT), ("date_created", TS), ("date_updated", TS),
@@ -57,6 +68,8 @@ def run_fields(extra: tuple[str, ...], snapshot: bool) -> list[tuple[str, pa.Dat
     fields += [("trigger_type", TEXT), ("context", TEXT)]
     if snapshot:
         fields.append(("snapshot_at", TS))
+    if validity:  # scd2's first load, appended: dlt's scd2 merge fills these on later runs
+        fields += [("valid_from", TS), ("valid_to", TS)]
     return [*fields, ("_dlt_load_id", TEXT), *ID_FIELDS]
 
 
@@ -79,57 +92,68 @@ class Columns:
         )
 
 
-def _json(value: Any, what: str = "a value") -> str | None:
-    """JSON text of a context or output, NUL characters removed (PostgreSQL's jsonb refuses them)."""
+def _json_and_value(value: Any, what: str = "a value") -> tuple[str | None, Any]:
+    """JSON text of a context or output and the value it was made of, NUL characters removed from
+    both (PostgreSQL's jsonb refuses them): children are built from the cleaned value."""
     if value is None:
-        return None
+        return None, None
     try:
         text = orjson.dumps(value).decode()
     except TypeError:  # nested deeper than orjson's 254 levels: keep the row, not the JSON
         logger.warning("%s is nested deeper than 254 levels: stored without its JSON", what)
-        return None
+        return None, strip_nul(value)
     if "\\u0000" in text:  # rare: only then pay for a second pass
-        text = orjson.dumps(strip_nul(value)).decode()
-    return text
+        value = strip_nul(value)
+        text = orjson.dumps(value).decode()
+    return text, value
 
 
 class RunTables:
-    """Builds the root table (engagements or executions) and its child tables from normalized rows."""
+    """Builds the root table (engagements or executions) and its child tables from rows of
+    ``context.engagement_row(..., children=False)``: the root row by row, the children column by
+    column (``flatten.ChildColumns``)."""
 
-    def __init__(self, root: str, owner: str, extra: tuple[str, ...], snapshot: bool, tombstones: bool) -> None:
+    def __init__(
+        self,
+        root: str,
+        owner: str,
+        extra: tuple[str, ...],
+        snapshot: bool,
+        tombstones: bool,
+        widget_fields: str = "arrays",
+        versions: bool = False,
+        valid_from: datetime | None = None,
+    ) -> None:
         self.root, self.owner = root, owner
+        self.versions = versions  # scd2: a root row's `_dlt_id` is the hash of its content
         self.tombstones = tombstones  # merge replaces child rows; append only adds
-        self.run = Columns(run_fields(extra, snapshot), required=("sid", "_dlt_id"))
+        self.valid_from = valid_from
+        self.run = Columns(run_fields(extra, snapshot, validity=valid_from is not None), required=("sid", "_dlt_id"))
+        self.children = ChildColumns(owner, widget_fields)
         keys = (owner, "_dlt_id")
-        self.widgets = Columns([(owner, TEXT), *WIDGET_FIELDS, *CHILD_ID_FIELDS], keys)
-        self.fields = Columns([(owner, TEXT), ("widget", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys)
-        self.maps = {
-            key: Columns([(owner, TEXT), ("flow_sid", TEXT), ("key", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys)
-            for key in ("flow_data", "flow_variables")
+        self.schemas = {
+            "widgets": Columns([(owner, TEXT), *WIDGET_FIELDS, *CHILD_ID_FIELDS], keys).schema,
+            "fields": Columns([(owner, TEXT), ("widget", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys).schema,
+            **{
+                key: Columns(
+                    [(owner, TEXT), ("flow_sid", TEXT), ("key", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys
+                ).schema
+                for key in ("flow_data", "flow_variables")
+            },
         }
 
     def add(self, row: dict[str, Any], load_id: str | None, snapshot_at: datetime | None) -> None:
-        """Adds one row of ``context.engagement_row`` with its children; the row is consumed."""
-        root_id = row["sid"] if snapshot_at is None else f"{row['sid']}@{snapshot_at:%Y%m%dT%H%M%S%f}"
-        for n, widget in enumerate(row.pop("widgets")):
-            widget_id = f"{root_id}/w{n}"
-            for m, leaf in enumerate(widget.pop("fields")):
-                leaf.update(_dlt_id=f"{widget_id}/{m}", _dlt_parent_id=widget_id, _dlt_root_id=root_id, _dlt_list_idx=m)
-                self.fields.append(leaf)
-            widget["outputs"] = _json(widget["outputs"], f"the output of widget {n} of {row['sid']}")
-            widget.update(_dlt_id=widget_id, _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n)
-            self.widgets.append(widget)
-        if self.tombstones:
-            for table in (self.widgets, self.fields, *self.maps.values()):
-                table.append({self.owner: row["sid"], "_dlt_id": f"{root_id}/-", "_tombstone": True})
-        for key, columns in self.maps.items():
-            for n, leaf in enumerate(row.pop(key)):
-                leaf.update(
-                    _dlt_id=f"{root_id}/{key}/{n}", _dlt_parent_id=root_id, _dlt_root_id=root_id, _dlt_list_idx=n
-                )
-                columns.append(leaf)
-        row["context"] = _json(row["context"], f"the context of {row['sid']}")
-        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at)
+        """Adds one root row (its ``context`` a dict or None) and its child rows; the row is consumed."""
+        text, context = _json_and_value(row["context"], f"the context of {row['sid']}")
+        row["context"] = text
+        if self.versions:
+            root_id = version_hash(row)
+        elif snapshot_at is not None:
+            root_id = f"{row['sid']}@{snapshot_at:%Y%m%dT%H%M%S%f}"
+        else:
+            root_id = row["sid"]
+        self.children.add(context, row["sid"], row["flow_sid"], root_id)
+        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at, valid_from=self.valid_from)
         self.run.append(row)
 
     def __len__(self) -> int:
@@ -137,19 +161,40 @@ class RunTables:
 
     def tables(self) -> Iterator[tuple[str, pa.Table]]:
         """(table name, Arrow table) of every table with rows, the root first."""
-        pairs = [
-            (self.root, self.run),
-            (f"{self.root}__widgets", self.widgets),
-            (f"{self.root}__widgets__fields", self.fields),
-            *((f"{self.root}__{key}", columns) for key, columns in self.maps.items()),
-        ]
-        for name, columns in pairs:
-            if len(columns):
-                yield name, columns.table()
+        root = self.run.table()
+        if not len(root):
+            return
+        yield self.root, root
+        computed = self.children.tables(self.schemas)
+        for name, schema in self.schemas.items():
+            table = computed[name]
+            if self.tombstones:
+                table = pa.concat_tables([table, _tombstones(root["sid"], root["_dlt_id"], schema, self.owner)])
+            if len(table):
+                yield f"{self.root}__{TABLE_SUFFIX[name]}", table
 
 
-def table_hints(root: str, owner: str, merge: bool) -> dict[str, dict[str, Any]]:
-    """dlt hints of the child tables: their rows merge on the owner's SID, or append.
+def version_hash(row: dict[str, Any]) -> str:
+    """scd2's row version: a hash of every value of the root row (the context as its JSON text), so a
+    version whose context changed is a new version, and one read again is the same."""
+    digest = hashlib.blake2b(orjson.dumps(row, default=str, option=orjson.OPT_SORT_KEYS), digest_size=16)
+    return digest.hexdigest()
+
+
+def _tombstones(sids: pa.ChunkedArray, root_ids: pa.ChunkedArray, schema: pa.Schema, owner: str) -> pa.Table:
+    """One row per root flagged ``_tombstone``: the merge deletes the root's old rows from this table."""
+    n = len(sids)
+    ids = pa.compute.binary_join_element_wise(root_ids, pa.scalar("/-"), "")
+    given = {owner: sids, "_dlt_id": ids, "_tombstone": pa.repeat(pa.scalar(True), n)}
+    columns = [given[f.name] if f.name in given else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, Any]]:
+    """dlt hints of the child tables, by write mode: ``merge`` replaces a root's child rows (merge on
+    the owner's SID, tombstones deleting), ``scd2`` adds each version's rows once (merge on
+    ``_dlt_id``, derived from the version's hash), ``append`` only adds, and so do ``first`` and
+    ``first_scd2`` (the first load of merge and scd2, with the keys of their mode).
 
     The root table takes the resource's own hints: it is yielded without per-item hints, because
     dlt hands a transformer's output the hints of the item it came from (the steps transformer).
@@ -159,21 +204,32 @@ def table_hints(root: str, owner: str, merge: bool) -> dict[str, dict[str, Any]]
         "_dlt_parent_id": {"data_type": "text"},
         "_dlt_root_id": {"data_type": "text"},
         "_dlt_list_idx": {"data_type": "bigint"},
-        "_tombstone": {"data_type": "bool", "hard_delete": True},
+        # a hard-delete flag only where a merge reads it: dlt warns about the hint anywhere else
+        "_tombstone": {"data_type": "bool", **({"hard_delete": True} if write_mode == "merge" else {})},
     }
-    disposition: dict[str, Any] = (
+    disposition: dict[str, Any]
+    if write_mode == "merge":
         # primary key too: a load job resumed after a crash may copy a file into staging twice, and
         # dlt de-duplicates staging rows by primary key only. The owner's SID leads it: dlt deletes
         # rows matching the primary key OR the merge key, and with both starting with the owner's SID
         # DuckDB joins on it (1 s); on `_dlt_id` alone, a nested loop (27 s for 1,000 changed of 100,000)
-        {
+        disposition = {
             "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
             "merge_key": owner,
             "primary_key": [owner, "_dlt_id"],
         }
-        if merge
-        else {"write_disposition": "append"}
-    )
+    elif write_mode == "scd2":
+        # a version re-read (lookback) brings the same `_dlt_id`s again: they replace themselves
+        disposition = {
+            "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+            "primary_key": [owner, "_dlt_id"],
+        }
+    elif write_mode == "first":  # merge's first load: appended, keyed as merge keys it later
+        disposition = {"write_disposition": "append", "merge_key": owner, "primary_key": [owner, "_dlt_id"]}
+    elif write_mode == "first_scd2":  # scd2's: no merge key, which would delete other versions' rows
+        disposition = {"write_disposition": "append", "primary_key": [owner, "_dlt_id"]}
+    else:
+        disposition = {"write_disposition": "append"}
     json_col = {"data_type": "json"}
     return {
         f"{root}__widgets": {**disposition, "columns": {**ids, "outputs": json_col}},
@@ -224,29 +280,17 @@ def stored_counts(written: dict[str, int], tables: dict[str, Any]) -> dict[str, 
     return {name: count for name, count in out.items() if count}
 
 
-# The loader files to ask dlt for, by destination: Parquet where the destination reads it natively
-# (fast); INSERT statements for PostgreSQL, whose CSV path (dlt's default for Arrow items there)
-# loads every empty string as NULL (COPY ... FORCE_NULL), e.g. the `path` '' of plain flow data.
-LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "insert_values"}
+# Loader files where dlt's choice for Arrow tables would change values: PostgreSQL gets Arrow as CSV,
+# which dlt copies with FORCE_NULL, so every empty string (e.g. the `path` '' of plain flow data)
+# would be stored as NULL. INSERT files keep them. Every other destination takes dlt's choice.
+EXACT_FILE_FORMATS = {"postgres": "insert_values"}
 
 
-def loader_file_format(destination_name: str) -> str | None:
-    """The ``loader_file_format`` to pass to ``pipeline.run`` for this destination; None: dlt's choice."""
-    return LOADER_FILE_FORMATS.get(destination_name)
-
-
-def without_nul(row: dict[str, Any]) -> dict[str, Any]:
-    """A nested row (dlt's normalizer path) with NUL characters removed from its JSON columns."""
-    for holder, key in [(row, "context"), *((w, "outputs") for w in row.get("widgets", []))]:
-        value = holder.get(key)
-        if value is None:
-            continue
-        try:
-            text = orjson.dumps(value)
-        except TypeError:  # too deep for dlt's writer too: store null, as the Arrow path does
-            logger.warning("the %s of %s is nested deeper than 254 levels: stored without its JSON", key, row["sid"])
-            holder[key] = None
-            continue
-        if b"\\u0000" in text:
-            holder[key] = strip_nul(value)
-    return row
+def exact_file_format() -> str | None:
+    """The loader file format the tables of this run must use, by the running pipeline's
+    destination: set as a table hint, it wins over ``pipeline.run(loader_file_format=...)``."""
+    try:
+        destination = dlt.current.pipeline().destination
+    except Exception:  # iterated outside a pipeline: nothing is loaded
+        return None
+    return EXACT_FILE_FORMATS.get(destination.destination_name) if destination is not None else None

@@ -28,6 +28,7 @@ TYPED_OUTPUTS: dict[str, tuple[tuple[str, ...], type]] = {
 }
 TRIGGER_TYPES = ("message", "call", "request", "subflow", "conversation")
 MAX_DEPTH = 64  # deeper structures stay whole in their JSON column, not as field rows
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -115,9 +116,12 @@ def _typed(value: Any, kind: type) -> Any:
     if kind is str:
         return str(value).replace("\x00", "")
     try:
-        return kind(value)
-    except (TypeError, ValueError):
+        converted = kind(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    if kind is int and not INT64_MIN <= converted <= INT64_MAX:
+        return None  # a BIGINT column cannot hold it
+    return converted
 
 
 def widget_rows(
@@ -213,11 +217,13 @@ def engagement_row(
     owner: str = "engagement_sid",
     extra: tuple[str, ...] = (),
     fields: str = "arrays",
+    children: bool = True,
 ) -> dict[str, Any]:
-    """An ``engagements`` (or ``executions``) row with its nested child rows.
+    """An ``engagements`` (or ``executions``) row with its nested child rows (``children``).
 
     ``owner`` names the child rows' link column; ``extra`` adds fields only some versions have
-    (``flow_version`` and ``initiated_by`` of v2 executions).
+    (``flow_version`` and ``initiated_by`` of v2 executions). Without ``children`` the row keeps
+    its context for ``children.ChildTables``, which derives the same child rows in DuckDB.
     """
     sid = item["sid"]
     flow_sid = item["flow_sid"]
@@ -235,7 +241,8 @@ def engagement_row(
         "trigger_type": trigger_type(context),
         "context": context,
     }
-    row.update(context_children(context, sid, flow_sid, owner, fields))
+    if children:
+        row.update(context_children(context, sid, flow_sid, owner, fields))
     return row
 
 

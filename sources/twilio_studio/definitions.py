@@ -247,7 +247,12 @@ class DefinitionReader:
         yield from self._map(one, flow_sids)
 
 
-def revision_tables(reader: DefinitionReader, flow_sids: list[str], state: dict[str, Any]) -> Iterator[Any]:
+def revision_tables(
+    reader: DefinitionReader,
+    flow_sids: list[str],
+    state: dict[str, Any],
+    keep: Callable[[list[dict[str, Any]], str, bool], list[dict[str, Any]]] | None = None,
+) -> Iterator[Any]:
     """The ``flow_revisions``, ``flow_states`` and ``flow_transitions`` rows of revisions not loaded yet.
 
     ``state`` is the resource state: ``loaded_revisions`` keeps, per flow, the revision numbers already
@@ -265,6 +270,8 @@ def revision_tables(reader: DefinitionReader, flow_sids: list[str], state: dict[
             "flow_transitions": [t for r in revisions for t in r["transitions"]],
         }
         for name, rows in tables.items():
+            if keep is not None:  # the account's SID on each row; none of an account that failed
+                rows = keep(rows, name, False)
             if not rows:
                 continue
             if name in hinted:

@@ -112,6 +112,7 @@ class WalkStats:
     skipped: dict[str, int] = field(default_factory=dict)
     without_context: dict[str, int] = field(default_factory=dict)  # loaded, but their context was unusable
     seconds: float = 0.0
+    stopped_early: bool = False  # stop_at_ended_pages: the pages after this walk's last were not read
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -132,9 +133,13 @@ class EngagementWalker:
         max_concurrency: int,
         page_size: int,
         kind: RunKind = ENGAGEMENTS,
+        stop_at_ended: bool = False,
         keep_card_data: bool = False,
     ) -> None:
         self.kind = kind
+        # stop a flow's walk at the first page created wholly before the oldest engagement that was
+        # still active at the last run (all older ones had ended, and ended ones never change)
+        self.stop_at_ended = stop_at_ended
         self.keep_card_data = keep_card_data
         self.client = client
         self.window = window
@@ -212,6 +217,9 @@ class EngagementWalker:
             params["DateCreatedFrom"] = iso(cursor.created_from - window.lookback)
         oldest_active: datetime | None = None
         newest: datetime | None = cursor.created_from
+        # the walk may stop early only while the list keeps Twilio's newest-first order (unverified)
+        stop_before = cursor.created_from - window.lookback if self.stop_at_ended and cursor.created_from else None
+        previous: datetime | None = None
         pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._gate)
         with contextlib.closing(pages):  # type: ignore[type-var]  # a walk stopped early gives its parse slot back at once
             for page in pages:
@@ -219,6 +227,7 @@ class EngagementWalker:
                     break
                 stats.pages += 1
                 selected: list[dict[str, Any]] = []
+                page_newest: datetime | None = None
                 for item in page:
                     stats.seen += 1
                     reason = self._invalid(item, flow_sid, seen_sids)
@@ -232,6 +241,14 @@ class EngagementWalker:
                         continue
                     created = parse_time(item.get("date_created")) or at
                     newest = created if newest is None else max(newest, created)
+                    page_newest = created if page_newest is None else max(page_newest, created)
+                    if stop_before is not None and previous is not None and created > previous:
+                        logger.warning(
+                            "%s: the list is not newest first by date_created; reading every page "
+                            "(stop_at_ended_pages has no effect for this flow)", what,
+                        )  # fmt: skip
+                        stop_before = None
+                    previous = created
                     if item.get("status") == "active":
                         oldest_active = created if oldest_active is None else min(oldest_active, created)
                     if window.end_date is None and (new_last is None or at >= new_last):
@@ -253,6 +270,9 @@ class EngagementWalker:
                 if rows:
                     put(("rows", flow_sid, rows))
                 del page, selected, rows  # before the next request: the page must not outlive its turn
+                if stop_before is not None and page_newest is not None and page_newest < stop_before:
+                    stats.stopped_early = True
+                    break  # every later page is older still: all ended before the last run
         stats.seconds = time.monotonic() - started
         for reason, count in stats.skipped.items():
             logger.warning("%s: skipped %d %s: %s", what, count, self.kind.name, reason)
@@ -284,7 +304,7 @@ class EngagementWalker:
     def _rows(self, items: list[dict[str, Any]], flow_sid: str, stats: WalkStats) -> list[dict[str, Any]]:
         kind = self.kind
         if self.context_mode == "never":
-            return [engagement_row(item, None, kind.owner, kind.extra, kind.widget_fields) for item in items]
+            return [engagement_row(item, None, kind.owner, kind.extra, children=False) for item in items]
         raw = [item.get("context") for item in items]
         contexts = [coerce_context(c) for c in raw]
         if self.context_mode == "fetch_missing":
@@ -310,7 +330,7 @@ class EngagementWalker:
         if not self.keep_card_data:  # before normalization: every copy below comes from the context
             contexts = [redact_card_data(c) for c in contexts]
         return [
-            engagement_row(item, ctx, kind.owner, kind.extra, kind.widget_fields)
+            engagement_row(item, ctx, kind.owner, kind.extra, children=False)
             for item, ctx in zip(items, contexts, strict=True)
         ]
 

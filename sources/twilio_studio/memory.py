@@ -16,10 +16,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from twilio_studio.endofrun import at_end_of_run, traced
+
 # Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
 GC_THRESHOLD = 100_000
 M_ARENA_MAX = -8  # mallopt's parameter number for MALLOC_ARENA_MAX (glibc's malloc.h)
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number for MALLOC_MMAP_THRESHOLD_
 MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks are mapped, and unmapped when freed
 
 
 def _libc() -> Any:
@@ -63,13 +67,70 @@ def release_freed_memory() -> None:
 
 def few_malloc_arenas() -> bool:
     """Has glibc share 2 heaps among all threads from now on (``MALLOC_ARENA_MAX=2``), unless the
-    environment sets ``MALLOC_ARENA_MAX``; True if the setting was made.
+    environment sets ``MALLOC_ARENA_MAX``, and map blocks over 256 KB (``MALLOC_MMAP_THRESHOLD_``,
+    likewise); True if the arena setting was made.
 
     glibc gives each new thread a heap of its own, up to 8 per core; the walk's threads each
     allocate response bodies and Arrow buffers, and each heap keeps its own high-water mark, so the
-    process's peak grew with the thread count (BENCHMARKS.md). For the CLI's process, not the library.
+    process's peak grew with the thread count (BENCHMARKS.md). Called when a walk starts, before
+    its threads exist; a process-wide setting of glibc's allocator, harmless to other code.
     """
+    libc = _libc()
+    if libc is None:
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # a fixed threshold: glibc otherwise raises it after each large free, and the walk's
+        # response bodies (MBs each) then come from the heap and stay there (-30 MB at 20,000 heavy)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    libc = _libc()
-    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    return bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+
+
+# DuckDB's defaults (80% of RAM, insertion order kept) held every block a full load wrote in its
+# buffer pool: 2.1 GB for 100,000 engagements of the heavy shape. Capped, DuckDB evicts or spills to
+# a temp directory beside the file instead, at about the same speed once insertion order is off
+# (BENCHMARKS.md). A first load only appends (streaming inserts): 128 MB. A run that merges needs
+# room for its joins and de-duplication (at 128 MB and two threads a merge of 400,000 engagements
+# ran out of memory): 512 MB, beyond which DuckDB spills. A value the user configured always wins.
+DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "preserve_insertion_order": False}
+DUCKDB_MERGE_SETTINGS: dict[str, Any] = {"memory_limit": "512MB", "preserve_insertion_order": False}
+DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
+_ours: dict[int, dict[str, Any]] = {}  # per pipeline: the settings this run's resources asked for
+
+
+def bounded_duckdb(merges: bool) -> bool:
+    """Gives the running pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a
+    resource of the run ``merges``) for this run's load step, unless the user configured
+    ``destination.duckdb.credentials.global_config`` (env var
+    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG`` or secrets.toml); True if the settings were made.
+
+    Set in dlt's in-memory secrets, where the duckdb destination reads its connection settings when
+    the load step connects (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and
+    taken back when the run's trace ends, so other pipelines of the process keep DuckDB's defaults.
+    """
+    import dlt
+
+    try:
+        pipeline = dlt.current.pipeline()
+    except Exception:  # iterated outside a pipeline
+        return False
+    destination = pipeline.destination
+    if destination is None or destination.destination_name != "duckdb":
+        return False
+    key = id(pipeline)
+    if key not in _ours:
+        if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
+            return False
+        if not traced(pipeline):
+            return False  # no end of run to take the settings back at: DuckDB's defaults, then
+
+        def take_back() -> None:
+            _ours.pop(key, None)
+            dlt.secrets[DUCKDB_GLOBAL_CONFIG] = None
+
+        at_end_of_run(pipeline, take_back)
+    settings = DUCKDB_MERGE_SETTINGS if merges or _ours.get(key) is DUCKDB_MERGE_SETTINGS else DUCKDB_SETTINGS
+    _ours[key] = settings
+    dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(settings)
+    return True

@@ -53,6 +53,7 @@ class SourceOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    stop_at_ended_pages: bool = False
     keep_card_data: bool = False
 
 
@@ -72,6 +73,7 @@ class ValidOptions:
     lookback_seconds: float
     max_attempts: int
     request_timeout: float
+    stop_at_ended_pages: bool = False
     keep_card_data: bool = False
 
     def __repr__(self) -> str:  # never show the password, not even in a debugger or a traceback
@@ -206,6 +208,11 @@ def validate_options(o: SourceOptions) -> ValidOptions:
             raise ConfigurationError(
                 f"{name}: {_shown(value)} must be a number of seconds, zero or more ({where(name)})"
             )
+    if not isinstance(o.stop_at_ended_pages, bool):
+        raise ConfigurationError(
+            f"stop_at_ended_pages: {_shown(o.stop_at_ended_pages)} must be true or false "
+            f"({where('stop_at_ended_pages')})"
+        )
     if o.request_timeout == 0:
         raise ConfigurationError(f"request_timeout must be more than 0 seconds ({where('request_timeout')})")
     if not isinstance(o.keep_card_data, bool):
@@ -228,5 +235,6 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         lookback_seconds=float(o.lookback_seconds),
         max_attempts=max_attempts,
         request_timeout=float(o.request_timeout),
+        stop_at_ended_pages=o.stop_at_ended_pages,
         keep_card_data=o.keep_card_data,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twilio_studio.client import StudioError
+from twilio_studio.endofrun import at_end_of_run, traced
 
 logger = logging.getLogger("twilio_studio")
 
@@ -183,8 +184,7 @@ def run_lock(pipeline: Any) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- held by a run
 # The source takes the lock when extraction starts (when nobody took it around pipeline.run), and
-# dlt's end of the run's trace releases it: dlt calls every module in dlt.pipeline.trace's
-# TRACKING_MODULES at the end of each run, failed or not.
+# the end of the run's trace releases it (twilio_studio.endofrun), failed or not.
 _by_run: dict[int, tuple[str, str]] = {}
 
 
@@ -193,40 +193,15 @@ def hold_for_run(pipeline: Any) -> None:
     key = id(pipeline)
     if key in _by_run or holds(pipeline.pipelines_dir, pipeline.pipeline_name):
         return
-    if not getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True):
+    if not traced(pipeline):
         logger.debug("runtime trace disabled: the run lock is taken only by run_lock() or the CLI")
         return
     acquire(pipeline.pipelines_dir, pipeline.pipeline_name)
     _by_run[key] = (pipeline.pipelines_dir, pipeline.pipeline_name)
 
-
-class _ReleaseAtEndOfRun:
-    """A dlt tracking module: releases the lock that hold_for_run took, when the run ends."""
-
-    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
-        pass
-
-    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
-        pass
-
-    def on_end_trace_step(self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool) -> None:
-        pass
-
-    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
-        held = _by_run.pop(id(pipeline), None)
+    def release_held() -> None:
+        held = _by_run.pop(key, None)
         if held is not None:
             release(*held)
 
-
-RELEASE_AT_END_OF_RUN = _ReleaseAtEndOfRun()
-
-
-def install_release_hook() -> None:
-    """Registers the release at the end of a run with dlt (once)."""
-    from dlt.pipeline import trace
-
-    modules = trace.TRACKING_MODULES
-    if modules is None:
-        trace.TRACKING_MODULES = modules = []
-    if not any(m is RELEASE_AT_END_OF_RUN for m in modules):
-        modules.append(RELEASE_AT_END_OF_RUN)
+    at_end_of_run(pipeline, release_held)

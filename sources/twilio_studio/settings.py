@@ -19,7 +19,7 @@ FLOW_SID_RE = re.compile(r"^FW[0-9a-fA-F]{32}$")
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID_RE = re.compile(r"^SK[0-9a-fA-F]{32}$")
 
-# Studio keeps execution and step data 30 days after the execution starts (Twilio docs, API-NOTES.md).
+# Studio keeps execution and step data 30 days after the execution starts (Twilio docs, ../shared/API-NOTES.md).
 RETENTION_DAYS = 30
 
 # Twilio error codes (https://www.twilio.com/docs/errors/<code>).
@@ -39,6 +39,13 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0  # a page of 1,000 engagements with conte
 # keeps a load well inside that limit while hiding per-request latency.
 DEFAULT_MAX_CONCURRENCY = 8
 MAX_CONCURRENCY_LIMIT = 64
+# Runs over many accounts (`subaccounts`): each account keeps its own limit above, and requests in
+# flight for the whole run stay under this bound (the machine's connections and threads).
+DEFAULT_MAX_TOTAL_CONCURRENCY = 32
+MAX_TOTAL_CONCURRENCY_LIMIT = 256
+
+# Twilio's core API host (shared/twilio-oai/twilio_api_v2010.json `servers`): the Accounts list.
+DEFAULT_ACCOUNTS_BASE_URL = "https://api.twilio.com"
 
 # How a list item without context is completed (see README "Context").
 CONTEXT_MODES = ("inline", "fetch_missing", "never")

@@ -12,7 +12,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = {"1a", "1b", "1b+", "1c", "1a4", "2a", "2a+", "2b", "2c", "3", "4a", "4b"}
+SHAPED = {"1a", "1l", "1c"}  # on every context shape: default, ".light", ".heavy"
+CASES = {
+    *SHAPED, *(f"{c}.{shape}" for c in SHAPED for shape in ("light", "heavy")),
+    "1b", "1b+", "1l-scd2.heavy", "1l-append.heavy", "1a4.heavy", "1l4.heavy",
+    "2a", "2a+", "2b", "2c", "3", "3s", "4a", "4b", "5",
+}  # fmt: skip
 
 
 def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
@@ -39,7 +44,19 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     # the steps rerun with nothing changed asked for the flows (list, and each one's v2 definition)
     # and the engagement list pages only
     assert cases["4b"]["emulator"]["by_status"] == {"200": 5}
-    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4"}
+    # stop_at_ended_pages loaded exactly what the full walk loaded, reading no more list pages
+    assert cases["3s"]["checks"]["same rows as 3"] and cases["3s"]["checks"]["same rows written as 3"]
+    pages = {c: cases[c]["emulator"]["routes"]["engagement_pages"] for c in ("3", "3s")}
+    assert 0 < pages["3s"] < pages["3"]
+    # the shapes differ as named, and both paths load the same context rows on each
+    per = {s: cases[c]["result"]["db"]["child_rows_total"] / cases[c]["expected_rows"] for s, c in
+           (("light", "1a.light"), ("default", "1a"), ("heavy", "1a.heavy"))}  # fmt: skip
+    assert per["light"] < per["default"] < per["heavy"] and per["heavy"] >= 30
+    for shape in ("", ".light", ".heavy"):
+        assert cases["1l" + shape]["result"]["db"]["child_rows"] == cases["1a" + shape]["result"]["db"]["child_rows"]
+    assert {t["name"].split(":")[0] for t in data["targets"]} == {"1", "2", "3", "4", "5"}
+    # case 5 read every account with its own credentials: all their rows, one account_sid each
+    assert cases["5"]["result"]["db"]["engagements"] == cases["5"]["expected_rows"]
 
     table = proc.stdout
     for case_id in CASES:
@@ -47,4 +64,5 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     assert "Targets" in table and "Machine:" in table and "Versions:" in table
     markdown = out.read_text()
     assert "<!-- benchmark-results:begin -->" in markdown and "| case | what |" in markdown
+    assert "| shape | list item B |" in markdown
     assert "python -m benchmarks.run --quick" in markdown

@@ -23,7 +23,7 @@ SPEC_DIR = Path(__file__).resolve().parent.parent / "openapi"
 CREDENTIALS = Credentials()  # the emulator's documented defaults; not secrets
 ACCOUNT_AUTH = (CREDENTIALS.account_sid, CREDENTIALS.auth_token)
 API_KEY_AUTH = (CREDENTIALS.api_key_sid, CREDENTIALS.api_key_secret)
-TWILIO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")  # API-NOTES "Dates"
+TWILIO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")  # ../shared/API-NOTES.md "Dates"
 
 
 # ------------------------------------------------------------------------ the spec as JSON Schema

@@ -12,7 +12,7 @@ from tests.emulator.emulator_kit import StudioHttp, parse_date, visible_sids
 from twilio_studio.emulator import Emulator
 
 StartEmulator = Callable[..., Emulator]
-RETENTION = timedelta(days=30)  # API-NOTES "Lifetime and retention"
+RETENTION = timedelta(days=30)  # ../shared/API-NOTES.md "Lifetime and retention"
 
 
 # ------------------------------------------------------------------------ retention

@@ -3,7 +3,7 @@ schemathesis: every operation the emulator serves (every GET of v1, the v2 Execu
 seeds' writes), with data the spec allows and data it refuses, checking status codes, content types,
 response schemas and that invalid input is refused.
 
-The vendored specs stay verbatim: Twilio documents its error answers apart from them (API-NOTES
+The vendored specs stay verbatim: Twilio documents its error answers apart from them (../shared/API-NOTES.md
 "Errors and limits"), so this test adds, in memory, the error statuses and Twilio's error body to
 every operation before handing the specs over.
 """

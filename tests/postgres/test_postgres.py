@@ -15,7 +15,6 @@ import dlt
 import pytest
 
 from tests.source.conftest import Loaded, expected_sids, make_source
-from twilio_studio.columnar import loader_file_format
 from twilio_studio.emulator import Emulator
 
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
@@ -42,7 +41,7 @@ class PgLoaded:
         )
 
     def run(self, source: Any) -> dict[str, int]:
-        self.pipeline.run(source, loader_file_format=loader_file_format("postgres"))
+        self.pipeline.run(source)  # dlt's defaults, as a library user runs it
         counts = self.pipeline.last_trace.last_normalize_info.row_counts
         return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
 
@@ -149,3 +148,20 @@ def test_definitions_and_steps_in_postgres_match_duckdb(
     # JSON columns are jsonb: a definition's states are reachable by path
     names = pg.sql("SELECT count(*) FROM {ds}.flows WHERE definition -> 'states' -> 0 ->> 'name' = 'Trigger'")
     assert names == [(3,)]
+
+
+@pytest.mark.parametrize(
+    "loader_file_format",
+    [pytest.param(None, id="dlt_defaults"), pytest.param("csv", id="csv_asked_for")],
+)
+def test_empty_strings_stay_empty_whatever_loader_format_the_user_asks_for(
+    emulator_factory: Callable[..., Emulator], pg: PgLoaded, loader_file_format: str | None
+) -> None:
+    emu = emulator_factory(flows=2, engagements=60)
+    kwargs = {"loader_file_format": loader_file_format} if loader_file_format else {}
+    pg.pipeline.run(make_source(emu.base_url), **kwargs)
+    blank, null = pg.sql(
+        "SELECT count(*) FILTER (WHERE path = ''), count(*) FILTER (WHERE path IS NULL) "
+        "FROM {ds}.engagements__flow_data"
+    )[0]
+    assert blank > 0 and null == 0

@@ -23,7 +23,6 @@ from tests.source.conftest import Loaded, make_source
 from tests.source.scripted import engagement, flow, page
 
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
-PG_FILES = "insert_values"  # what README "Destinations" has PostgreSQL loads use
 FLOW = "FW" + "5" * 32
 BLOB = 4_500_000  # characters of one string output
 ITEMS = 5_000  # objects in one array output
@@ -158,13 +157,13 @@ def pg_sql(pipeline: Any) -> Callable[[str], list[tuple[Any, ...]]]:
 def test_big_deep_and_unicode_values_load_into_postgres(pg: Any) -> None:
     names = ["big", "deep", "unicode"]
     with serve(names) as studio:
-        pg.run(make_source(studio.base_url, flow_sids=[FLOW], widget_fields="all"), loader_file_format=PG_FILES)
+        pg.run(make_source(studio.base_url, flow_sids=[FLOW], widget_fields="all"))
     check_values(pg_sql(pg), names)
 
 
 def test_nul_characters_load_into_postgres(pg: Any) -> None:
     with serve(["nul"]) as studio:
-        pg.run(make_source(studio.base_url, flow_sids=[FLOW], widget_fields="all"), loader_file_format=PG_FILES)
+        pg.run(make_source(studio.base_url, flow_sids=[FLOW], widget_fields="all"))
     check_values(pg_sql(pg), ["nul"])  # jsonb refuses \u0000: a NUL in the raw JSON would fail the load
 
 

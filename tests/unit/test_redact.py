@@ -74,3 +74,8 @@ def test_none_and_idempotent() -> None:
     assert redact_card_data(None) is None
     once = redact_card_data({"widgets": {"pay": dict(PAID)}})
     assert redact_card_data(copy.deepcopy(once)) == once
+
+
+def test_any_case_of_a_key_is_found() -> None:
+    context = {"flow": {"variables": {"PAYMENTTOKEN": "tok_9", "pAyMeNtCaRdNuMbEr": "4111111111111111"}}}
+    assert redact_card_data(context) == {"flow": {"variables": {"PAYMENTTOKEN": MARKER, "pAyMeNtCaRdNuMbEr": MARKER}}}

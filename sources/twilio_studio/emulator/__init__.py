@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from twilio_studio.emulator.accounts import Subaccount
 from twilio_studio.emulator.api import Credentials
 from twilio_studio.emulator.dataset import Dataset
 from twilio_studio.emulator.server import Clock, Emulator, Faults
 
-__all__ = ["Clock", "Credentials", "Dataset", "Emulator", "Faults", "serve"]
+__all__ = ["Clock", "Credentials", "Dataset", "Emulator", "Faults", "Subaccount", "serve"]
 
 
 @contextmanager

@@ -87,6 +87,9 @@ PAY_RESULT_OF_EVENT = {
 CARD_TYPES = ["visa", "mastercard", "amex", "discover"]
 ANSWERS = ["1", "2", "3", "4", "5", "yes", "no", "STOP", "Great service 👍", "خدمة ممتازة", "later"]
 TIERS = ["gold", "silver", "bronze"]
+# How much a context holds (benchmarks): ~5 child rows per engagement, the default (~18), or heavy
+# (~40: arrays of maps in widget outputs and flow.data, as large HTTP bodies and carts give)
+CONTEXT_SHAPES = ("light", "default", "heavy")
 
 
 def _hex(*parts: object, n: int = 32) -> str:
@@ -195,6 +198,7 @@ class Dataset:
         span: timedelta = timedelta(days=7),
         long_running_share: float = 0.15,
         context_padding: int = 0,
+        context_shape: str = "default",
         payment_flows: int = 0,
         extra_states: int = 0,
         traffic: str = "flat",
@@ -211,6 +215,9 @@ class Dataset:
         self.long_running_share = long_running_share
         self.context_padding = context_padding
         self.extra_states = extra_states  # unreachable widgets added to every flow's latest revision
+        if context_shape not in CONTEXT_SHAPES:
+            raise ValueError(f"context_shape must be one of {', '.join(CONTEXT_SHAPES)}")
+        self.context_shape = context_shape
         span_s = int(min(span, RETENTION - timedelta(days=1)).total_seconds())
         spacing = max(1, span_s // max(1, engagements_per_flow))
         counts = [engagements_per_flow] * (flows + payment_flows)
@@ -655,9 +662,54 @@ class Dataset:
             "trigger": script.trigger,
             "widgets": widgets,
         }
+        if self.context_shape != "default":
+            reshape(ctx, self.context_shape, random.Random(f"{self.seed}:{flow.index}:{script.index}:shape"))
         if script.extra_leaves:
-            ctx["flow"]["data"] = dict(script.data)
+            ctx["flow"]["data"] = dict(ctx["flow"]["data"])
             ctx["flow"]["data"]["notes"] = [
                 {"line": n, "text": f"note {n} for {script.index}"} for n in range(script.extra_leaves)
             ]
         return ctx
+
+
+def _scalars_only(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scalars_only(v) for k, v in value.items() if not isinstance(v, list)}
+    return value
+
+
+def reshape(ctx: dict[str, Any], shape: str, rng: random.Random) -> None:
+    """Makes a context ``light`` or ``heavy`` in place (see CONTEXT_SHAPES); deterministic by ``rng``."""
+    flow = ctx["flow"]
+    if shape == "light":
+        ctx["widgets"] = {k: _scalars_only(v) for k, v in list(ctx["widgets"].items())[:2]}
+        data = {k: v for k, v in flow["data"].items() if not isinstance(v, list)}
+        flow["data"] = dict(list(data.items())[:2])
+        flow["variables"] = {"segment": "standard"} if flow["variables"] else {}
+        return
+    widgets = {}
+    for name, output in ctx["widgets"].items():
+        output = dict(output)
+        if "parsed" in output:
+            output["parsed"] = dict(output["parsed"])
+            output["parsed"]["items"] = [
+                {"sku": f"SKU{rng.randint(1, 500)}", "qty": rng.randint(1, 5), "price": round(rng.uniform(1, 200), 2)}
+                for _ in range(3)
+            ]
+        widgets[name] = output
+    ctx["widgets"] = widgets
+    flow["data"] = {
+        **flow["data"],
+        "cart": [
+            {"sku": f"SKU{rng.randint(1, 500)}", "qty": rng.randint(1, 3), "price": rng.randint(1, 99)}
+            for _ in range(3)
+        ],
+        "profile": {"tier": rng.choice(TIERS), "languages": rng.sample(["en", "es", "ar", "de"], k=2)},
+    }
+    flow["variables"] = {
+        **flow["variables"],
+        "attempts": rng.randint(1, 3),
+        "channel": rng.choice(["sms", "voice"]),
+        "opted_in": rng.random() < 0.7,
+        "last_intent": rng.choice(["billing", "support", None]),
+    }

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from twilio_studio.emulator.accounts import CORE_PREFIX, AccountDirectory, Principal, Subaccount
 from twilio_studio.emulator.api import Credentials, Response, StudioApi, error_response, unauthorized
 from twilio_studio.emulator.dataset import Dataset, iso
 from twilio_studio.settings import ERROR_TOO_MANY_REQUESTS
@@ -78,7 +80,10 @@ class Stats:
     by_status: Counter[int] = field(default_factory=Counter)
     paths: list[str] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)  # path and query string, as requested
-    max_in_flight: int = 0
+    # (username the request authenticated with, account whose data answered, path): who read what
+    served: list[tuple[str, str, str]] = field(default_factory=list)
+    max_in_flight: int = 0  # the most requests of one account at once
+    max_total_in_flight: int = 0  # the most requests at once, all accounts together
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -137,6 +142,7 @@ class Emulator:
         credentials: Credentials | None = None,
         faults: Faults | None = None,
         realtime: bool = False,
+        subaccounts: Sequence[Subaccount] = (),
     ) -> None:
         self.dataset = dataset or Dataset()
         self.credentials = credentials or Credentials(account_sid=self.dataset.account_sid)
@@ -145,6 +151,12 @@ class Emulator:
         self.faults = faults or Faults()
         self.clock = Clock(self.dataset.start, realtime=realtime)
         self.api = StudioApi(self.dataset, self.credentials, self.clock.now)
+        # the parent (this dataset and credentials) and its subaccounts, each with its own Studio data
+        self.accounts = AccountDirectory(self.credentials, self.dataset, subaccounts)
+        self.apis = {self.credentials.account_sid: self.api}
+        for sub in subaccounts:
+            own = Credentials(account_sid=sub.sid, auth_token=sub.auth_token)
+            self.apis[sub.sid] = StudioApi(sub.dataset, own, self.clock.now)
         self.stats = Stats()
         self._host, self._port = host, port
         self._server: _Server | None = None
@@ -240,18 +252,34 @@ class Emulator:
         if h.command not in ("GET", "POST", "DELETE"):
             self._send(h, error_response(405, 20004, "Method not allowed"))
             return
-        account = self._authenticate(h)
-        if account is None:
+        principal = self._authenticate(h)
+        if principal is None:
             self._send(h, unauthorized())
             return
+        account = principal.account_sid
+        with self._lock:
+            self.stats.served.append((principal.username, account, path))
         fault = self._draw_fault(path)
         with self._lock:
             self._in_flight[account] += 1
             in_flight = self._in_flight[account]
             self.stats.max_in_flight = max(self.stats.max_in_flight, in_flight)
+            self.stats.max_total_in_flight = max(self.stats.max_total_in_flight, sum(self._in_flight.values()))
+        released = False
+
+        def release() -> None:
+            """Ends the request's count before its answer goes out: once a client can read the answer,
+            its next request must not find this one still counted (a 429 it did not earn)."""
+            nonlocal released
+            if not released:
+                released = True
+                with self._lock:
+                    self._in_flight[account] -= 1
+
         try:
             cap = self.faults.max_concurrency
             if fault == "throttle" or (cap is not None and in_flight > cap):
+                release()
                 self._send(h, self._too_many())
                 return
             if self.faults.latency:
@@ -259,26 +287,35 @@ class Emulator:
             if fault == "slow":
                 time.sleep(self.faults.slow_seconds or 5.0)
             if fault == "drop":
+                release()
                 h.close_connection = True
                 h.connection.close()
                 return
             if fault == "error":
                 code = self._rng.choice((500, 503))
+                release()
                 self._send(h, error_response(code, 20500, "Internal Server Error"))
                 return
             origin = f"http://{h.headers.get('Host') or self._host_port()}"
             try:
-                response = self.api.handle(origin, path, query, h.command, body)
+                if path.startswith(CORE_PREFIX):
+                    response = (
+                        self.accounts.handle(principal, origin, path, query)
+                        if h.command == "GET"
+                        else error_response(405, 20004, "Method not allowed")  # the source only reads Accounts
+                    )
+                else:
+                    response = self.apis[account].handle(origin, path, query, h.command, body)
             except Exception:  # a bug must cost a 500, never the client's connection
                 logger.exception("emulator: %s %s failed", h.command, path)
                 response = error_response(500, 20500, "Internal Server Error")
+            release()
             if fault == "truncate" and response.status == 200:
                 self._send(h, response, truncate=True)
                 return
             self._send(h, response)
         finally:
-            with self._lock:
-                self._in_flight[account] -= 1
+            release()
 
     @staticmethod
     def _read_body(h: _Handler) -> bytes | None:
@@ -296,7 +333,7 @@ class Emulator:
         host, port = self._server.server_address[:2]
         return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
 
-    def _authenticate(self, h: _Handler) -> str | None:
+    def _authenticate(self, h: _Handler) -> Principal | None:
         header = h.headers.get("Authorization", "")
         if not header.startswith("Basic "):
             return None
@@ -304,7 +341,7 @@ class Emulator:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return self.credentials.account_sid if self.credentials.accepts(user, password) else None
+        return self.accounts.authenticate(user, password)
 
     def _draw_fault(self, path: str) -> str | None:
         with self._lock:

@@ -1,0 +1,57 @@
+"""Work to do when dlt ends a pipeline's run (failed or not): release its run lock, take back settings.
+
+dlt calls every module in ``dlt.pipeline.trace.TRACKING_MODULES`` when a run's trace starts and
+ends (its own telemetry is one); this module adds one that calls back what was registered for that
+pipeline. ``pipeline.run`` is one trace from sync to load; each of ``extract``, ``normalize`` and
+``load`` called alone is a trace of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class _EndOfRun:
+    """A dlt tracking module: calls the callbacks registered for a pipeline when its trace ends."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, list[Callable[[], None]]] = {}
+        self.lock = threading.Lock()
+
+    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_end_trace_step(self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool) -> None:
+        pass
+
+    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
+        with self.lock:
+            callbacks = self.pending.pop(id(pipeline), [])
+        for callback in callbacks:
+            callback()
+
+
+END_OF_RUN = _EndOfRun()
+
+
+def traced(pipeline: Any) -> bool:
+    """Whether dlt traces this pipeline's runs (``RUNTIME__ENABLE_RUNTIME_TRACE``, on by default):
+    without a trace there is no end of run to call back at."""
+    return bool(getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True))
+
+
+def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
+    """Calls ``callback`` when dlt ends the pipeline's current run (check ``traced`` first)."""
+    from dlt.pipeline import trace
+
+    if trace.TRACKING_MODULES is None:
+        trace.TRACKING_MODULES = []
+    if not any(m is END_OF_RUN for m in trace.TRACKING_MODULES):
+        trace.TRACKING_MODULES.append(END_OF_RUN)
+    with END_OF_RUN.lock:
+        END_OF_RUN.pending.setdefault(id(pipeline), []).append(callback)

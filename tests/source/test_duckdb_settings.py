@@ -1,0 +1,90 @@
+"""The DuckDB destination's load settings: the same cap for pipeline.run(source) and the CLI, never over the user's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import dlt
+import pytest
+
+from tests.source.conftest import make_source
+from twilio_studio.emulator import Emulator
+from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DUCKDB_SETTINGS
+
+ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+
+
+def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
+    """memory_limit and preserve_insertion_order of the last connection ``pipeline.run`` opened (the
+    load step's), read from DuckDB itself."""
+    from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+    seen: list[dict[str, str]] = []
+    original = DuckDbSqlClient.open_connection
+
+    def spy(self: DuckDbSqlClient) -> object:
+        conn = original(self)
+        seen.append(
+            {
+                name: str(conn.execute(f"SELECT current_setting('{name}')").fetchone()[0]).lower()  # type: ignore[attr-defined]
+                for name in ("memory_limit", "preserve_insertion_order")
+            }
+        )
+        return conn
+
+    pipeline = dlt.pipeline(
+        "settings", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(str(tmp_path / "s.duckdb"))
+    )
+    DuckDbSqlClient.open_connection = spy  # type: ignore[method-assign]
+    try:
+        pipeline.run(make_source(emu.base_url))
+    finally:
+        DuckDbSqlClient.open_connection = original  # type: ignore[method-assign]
+    return seen[-1]
+
+
+def test_the_library_path_loads_with_the_cap_and_gives_it_back(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    pipeline = dlt.pipeline(
+        "capped", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(str(tmp_path / "c.duckdb"))
+    )
+    pipeline.run(make_source(emu.base_url))  # dlt's defaults, as README's Python example
+    assert dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is None, "the cap must end with the run"
+    with pipeline.sql_client() as client:  # a connection after the run: DuckDB's defaults again
+        (limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
+    assert limit not in ("122.0 MiB", "488.2 MiB")
+
+
+def test_the_load_step_gets_the_cap(emulator_factory: Callable[..., Emulator], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.delenv(ENV, raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    seen = settings_seen_by_the_load(tmp_path, emu)
+    assert seen == {"memory_limit": "122.0 mib", "preserve_insertion_order": "false"}
+    assert DUCKDB_SETTINGS["memory_limit"] == "128MB"  # 128 MB is 122.0 MiB (a first load only appends)
+
+
+def test_a_run_that_merges_gets_more_room(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    settings_seen_by_the_load(tmp_path, emu)  # the first load appends
+    emu.advance(days=1)
+    seen = settings_seen_by_the_load(tmp_path, emu)  # the same pipeline and file: a merge
+    assert seen == {"memory_limit": "488.2 mib", "preserve_insertion_order": "false"}
+    assert DUCKDB_MERGE_SETTINGS["memory_limit"] == "512MB"
+
+
+def test_a_value_the_user_configured_wins(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, json.dumps({"memory_limit": "1GB"}))
+    emu = emulator_factory(flows=1, engagements=20)
+    seen = settings_seen_by_the_load(tmp_path, emu)
+    assert seen == {"memory_limit": "953.6 mib", "preserve_insertion_order": "true"}
