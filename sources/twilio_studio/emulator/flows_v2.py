@@ -16,20 +16,11 @@ def _author(flow: Flow) -> str:
 
 
 def render_v2_flow(origin: str, account_sid: str, flow: Flow, with_definition: bool) -> dict[str, Any]:
-    """A v2 Flow: its latest revision's number, status, commit message and (on fetch) definition."""
-    latest = flow.revisions[-1]
+    """A v2 Flow: its latest revision as ``render_revision`` shows it, with the flow's own dates,
+    URL, links and webhook."""
     url = f"{origin}/v2/Flows/{flow.sid}"
     return {
-        "sid": flow.sid,
-        "account_sid": account_sid,
-        "author_sid": _author(flow),
-        "friendly_name": flow.friendly_name,
-        "definition": latest.definition() if with_definition else None,
-        "status": latest.status,
-        "revision": latest.number,
-        "commit_message": latest.commit_message,
-        "valid": True,
-        "errors": [],
+        **render_revision(origin, account_sid, flow, flow.revisions[-1], with_definition),
         "warnings": [],
         "date_created": iso(flow.date_created),
         "date_updated": iso(flow.date_updated),
