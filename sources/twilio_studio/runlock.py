@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,6 +33,9 @@ from twilio_studio.endofrun import at_end_of_run, traced
 logger = logging.getLogger("twilio_studio")
 
 EX_TEMPFAIL = 75  # sysexits.h: a temporary failure; schedulers retry later
+# how long a refused run waits for the holder's pid and start time when the lock was taken an
+# instant ago (the record is written right after the lock); the run is refused either way
+HOLDER_RECORD_WAIT_SECONDS = 1.0
 
 
 class RunInProgressError(StudioError):
@@ -127,6 +131,11 @@ def acquire(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> None:
         if not _try_lock(handle):
             handle.close()
             holder = _read_holder(path)
+            deadline = time.monotonic() + HOLDER_RECORD_WAIT_SECONDS
+            while "pid" not in holder and time.monotonic() < deadline:
+                # the holder is between taking the lock and writing its record: read it once written
+                time.sleep(0.02)
+                holder = _read_holder(path)
             raise RunInProgressError(
                 f"another run of pipeline {pipeline_name} is in progress "
                 f"(pid {holder.get('pid', '?')}, since {holder.get('since', '?')}); "
