@@ -17,7 +17,7 @@ from typing import Any
 from twilio_studio.client import StudioError
 from twilio_studio.columnar import stored_counts
 from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
-from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, run_lock
+from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, lock_of, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
     DEFAULT_ACCOUNTS_BASE_URL,
@@ -233,10 +233,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unknown:
             raise UserError(f"--resources: {', '.join(unknown)} unknown; choose from {', '.join(source.resources)}")
         source = source.with_resources(*wanted)
-    pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    # the lock before any request: a second run of this pipeline stops here
-    with run_lock(pipeline), account_report() as report:
-        summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
+    from dlt.common.pipeline import get_dlt_pipelines_dir
+
+    # the lock before dlt makes the pipeline's folder (two runs raced there: "File exists") and before
+    # any request: a second run of this pipeline stops here; run_lock below takes it again
+    with lock_of(args.pipelines_dir or get_dlt_pipelines_dir(), args.pipeline_name):
+        pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
+        with run_lock(pipeline), account_report() as report:
+            summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
     print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
     if "subaccounts" in options:
         print("per account (rows read):")

@@ -178,6 +178,17 @@ def release(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> None:
 
 
 @contextlib.contextmanager
+def lock_of(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> Iterator[None]:
+    """Holds the run lock of the pipeline ``pipeline_name`` in ``pipelines_dir`` for a block, before
+    the pipeline object exists (``run_lock`` for one that does)."""
+    acquire(pipelines_dir, pipeline_name)
+    try:
+        yield
+    finally:
+        release(pipelines_dir, pipeline_name)
+
+
+@contextlib.contextmanager
 def run_lock(pipeline: Any) -> Iterator[None]:
     """Holds the run lock of a dlt pipeline for a block: ``with run_lock(pipeline): pipeline.run(...)``.
 
