@@ -8,8 +8,9 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from twilio_studio import twilio_studio_source
     from twilio_studio.emulator import Dataset, Emulator
-    from twilio_studio.report import build_report, duckdb_runner, render_text, write_report
+    from twilio_studio.report import build_report, duckdb_reader, render_text, write_report
 
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         emu.advance(hours=args.advance_hours)
         print(f"\nThe emulator's clock moves on {args.advance_hours} h: engagements end, new ones arrive.")
         print(run_pipeline(pipeline, source()).render("Incremental load"))
-    data = build_report(duckdb_runner(str(db), "twilio_studio"), "twilio_studio")
+    data = build_report(duckdb_reader(str(db), "twilio_studio"), "twilio_studio")
     print()
     print(render_text(data))
     html = workdir / "twilio_studio_report.html"
@@ -413,22 +414,39 @@ def cmd_erase(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.duckdb and not Path(args.duckdb).exists():
         raise UserError(f"--duckdb: no such file: {args.duckdb}")
-    from twilio_studio.report import build_report, dlt_runner, duckdb_runner, render_text, write_report
+    from twilio_studio.report import build_report, dlt_reader, duckdb_reader, render_text, write_report
 
-    if args.duckdb:
-        runner = duckdb_runner(args.duckdb, args.dataset)
-    elif args.destination == "duckdb":
-        _, path = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir, loads=False)
-        if path is None or not path.exists():
-            raise UserError(f"no DuckDB file {path}: load it with `twilio-studio run` first, or pass --duckdb FILE")
-        runner = duckdb_runner(str(path), args.dataset)
-    else:
-        runner = dlt_runner(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-    data = build_report(runner, args.dataset, top_n=args.top)
+    with reading_pipelines_dir(args.pipeline_name, args.pipelines_dir) as pipelines_dir:
+        if args.duckdb:
+            read = duckdb_reader(args.duckdb, args.dataset)
+        elif args.destination == "duckdb":
+            _, path = cli_pipeline(args.pipeline_name, args.destination, args.dataset, pipelines_dir, loads=False)
+            if path is None or not path.exists():
+                raise UserError(f"no DuckDB file {path}: load it with `twilio-studio run` first, or pass --duckdb FILE")
+            read = duckdb_reader(str(path), args.dataset)
+        else:
+            read = dlt_reader(args.pipeline_name, args.destination, args.dataset, pipelines_dir)
+        data = build_report(read, args.dataset, top_n=args.top)
     print(render_text(data))
     write_report(data, Path(args.output))
     print(f"\nReport: {Path(args.output).resolve()}")
     return 0
+
+
+@contextlib.contextmanager
+def reading_pipelines_dir(name: str, pipelines_dir: str | None) -> Iterator[str | None]:
+    """The pipelines folder for a command that only reads, which must create no file.
+
+    dlt makes a pipeline's folder (its local state) when it opens the pipeline: a pipeline that has
+    none yet is opened in a temporary folder instead, removed when the command ends.
+    """
+    from dlt.common.pipeline import get_dlt_pipelines_dir
+
+    if (Path(pipelines_dir or get_dlt_pipelines_dir()) / name).is_dir():
+        yield pipelines_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="twilio-studio-read-") as scratch:
+        yield scratch
 
 
 # ---------------------------------------------------------------------------- parser

@@ -85,6 +85,33 @@ def test_user_errors_are_one_line_without_traceback(
     assert "wrong" not in result.stderr.replace("wrong_token", "")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param((), "error: no DuckDB file {cwd}/twilio_studio_data.duckdb: load it with `twilio-studio run` "
+                     "first, or pass --duckdb FILE", id="default_pipeline"),
+        pytest.param(("--pipelines-dir", "{tmp}/pipelines"), "error: no DuckDB file {cwd}/twilio_studio_data.duckdb",
+                     id="pipelines_dir_given"),
+        pytest.param(("--pipeline-name", "other", "--dataset", "studio"),
+                     "error: no DuckDB file {cwd}/other_data.duckdb", id="other_pipeline_and_dataset"),
+        pytest.param(("--duckdb", "{cwd}/missing.duckdb"), "error: --duckdb: no such file: {cwd}/missing.duckdb",
+                     id="duckdb_file_given"),
+    ],
+)  # fmt: skip
+def test_report_without_a_dataset_fails_and_creates_no_file(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    cwd, data_dir = tmp_path / "cwd", tmp_path / "dlt_data"  # dlt's pipelines folder is in its data dir
+    cwd.mkdir()
+    data_dir.mkdir()
+    env = {"DLT_DATA_DIR": str(data_dir), "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    result = cli("report", *(a.format(tmp=tmp_path, cwd=cwd) for a in args), cwd=cwd, env=env)
+    assert result.returncode == 2, result.stderr
+    assert message.format(cwd=cwd) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [Path("cwd"), Path("dlt_data")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import pytest
 from tests.emulator.emulator_kit import StudioHttp, spec_errors
 from tests.source.conftest import Loaded, make_source
 from twilio_studio.emulator import Dataset, Emulator
-from twilio_studio.report import build_report, duckdb_runner
+from twilio_studio.report import build_report, duckdb_reader
 
 
 @pytest.fixture(scope="module")
@@ -76,5 +76,5 @@ def test_the_source_keeps_parent_step_sid_and_the_walk_order(emu: Emulator, tmp_
     assert got == want
     assert any(p for _, p in want.values())
     # the parent's graph counts the parent's own steps: every edge is in the parent's design
-    report = build_report(duckdb_runner(loaded.db, "twilio_studio"), "twilio_studio")
+    report = build_report(duckdb_reader(loaded.db, "twilio_studio"), "twilio_studio")
     assert report.graphs and all(e.designed for g in report.graphs for e in g.edges)

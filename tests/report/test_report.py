@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import logging
 import math
 import os
 import re
+import sys
 import time
 import uuid
 from collections import Counter
@@ -25,23 +27,24 @@ from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
 from twilio_studio.report import (
     NO_ACTIVE_TO_ENDED_NOTE,
+    NO_CHARTS_NOTE,
     NO_FLOW_DATA_NOTE,
+    NO_PATHS_NOTE,
     NO_STEPS_NOTE,
     NO_VERSIONS_NOTE,
     NO_WIDGETS_NOTE,
     ActiveTime,
     PathStep,
     ReportData,
-    Runner,
+    SqlReader,
     Transition,
     build_report,
-    dlt_runner,
-    duckdb_runner,
+    dlt_reader,
+    duckdb_reader,
     render_html,
     render_text,
     write_report,
 )
-from twilio_studio.report_graph import NO_PATHS_NOTE
 
 DATASET = "twilio_studio"
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")  # as in tests/postgres
@@ -84,7 +87,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     try:
         loaded = Loaded(tmp_path_factory.mktemp("report"))
         loaded.run(make_source(emu.base_url).with_resources(*WITH_STEPS))
-        yield Studio(emu, loaded, build_report(duckdb_runner(loaded.db, DATASET), DATASET))
+        yield Studio(emu, loaded, build_report(duckdb_reader(loaded.db, DATASET), DATASET))
     finally:
         emu.stop()
 
@@ -138,8 +141,8 @@ def test_days_are_utc_whatever_the_session_time_zone(
 
     monkeypatch.setattr(duckdb, "connect", connect_in_zone)
     try:
-        assert duckdb_runner(studio.loaded.db, DATASET)("SELECT current_setting('TimeZone')") == [(zone,)]
-        report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET)
+        assert duckdb_reader(studio.loaded.db, DATASET)("SELECT current_setting('TimeZone')") == [(zone,)]
+        report = build_report(duckdb_reader(studio.loaded.db, DATASET), DATASET)
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -246,7 +249,7 @@ def expected_top(loaded: Loaded, top_n: int) -> dict[tuple[str, str], list[tuple
 
 @pytest.mark.parametrize("top_n", [1, 3, 10], ids=["top_1", "top_3", "top_10"])
 def test_top_values_equal_group_by(studio: Studio, top_n: int) -> None:
-    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=top_n)
+    report = build_report(duckdb_reader(studio.loaded.db, DATASET), DATASET, top_n=top_n)
     got: dict[tuple[str, str], list[tuple[str | None, int]]] = {}
     for v in report.top_values:
         got.setdefault((v.flow_sid, v.key), []).append((v.value, v.count))
@@ -262,15 +265,27 @@ def test_top_values_only_use_scalar_keys(studio: Studio) -> None:
     assert None in {v.value for v in studio.report.top_values}  # customer_name is sometimes null
 
 
-def test_dlt_runner_gives_the_same_report(studio: Studio) -> None:
+def test_dlt_reader_gives_the_same_report(studio: Studio) -> None:
     pipeline = studio.loaded.pipeline
-    run = dlt_runner(
+    run = dlt_reader(
         pipeline.pipeline_name,
         dlt.destinations.duckdb(studio.loaded.db),
         DATASET,
         pipeline.pipelines_dir,
     )
     assert build_report(run, DATASET) == studio.report
+
+
+def test_dlt_reader_opens_a_duckdb_file_read_only_and_never_creates_one(studio: Studio, tmp_path: Path) -> None:
+    pipeline = studio.loaded.pipeline
+    with duckdb.connect(studio.loaded.db, read_only=True):  # a read-write connection would be refused
+        read = dlt_reader(pipeline.pipeline_name, dlt.destinations.duckdb(studio.loaded.db), DATASET,
+                          pipeline.pipelines_dir)  # fmt: skip
+        assert read("SELECT count(*) FROM engagements") == [(FLOWS * PER_FLOW,)]
+    missing = tmp_path / "never_loaded.duckdb"
+    with pytest.raises(ValueError, match=re.escape(f"no DuckDB file {missing}: load it first")):
+        dlt_reader("never_loaded", dlt.destinations.duckdb(str(missing)), DATASET, str(tmp_path / "pipelines"))
+    assert not missing.exists()
 
 
 def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
@@ -288,7 +303,7 @@ def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
     )
     try:
         pipeline.run(make_source(studio.emu.base_url).with_resources(*WITH_STEPS))
-        run = dlt_runner(pipeline.pipeline_name, destination, dataset, str(tmp_path / "pg_pipelines"))
+        run = dlt_reader(pipeline.pipeline_name, destination, dataset, str(tmp_path / "pg_pipelines"))
         report = build_report(run, dataset)
     finally:
         with pipeline.sql_client() as client:
@@ -306,13 +321,13 @@ def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
 
 def test_report_never_reads_contact_address_or_context(studio: Studio) -> None:
     queries: list[str] = []
-    inner = duckdb_runner(studio.loaded.db, DATASET)
+    inner = duckdb_reader(studio.loaded.db, DATASET)
 
     def spy(sql: str) -> list[tuple[Any, ...]]:
         queries.append(sql)
         return inner(sql)
 
-    runner: Runner = spy
+    runner: SqlReader = spy
     build_report(runner, DATASET)
     assert len(queries) >= 5
     for sql in queries:
@@ -341,7 +356,7 @@ def test_bad_arguments_say_what_to_fix(
     studio: Studio, runner_dataset: str, dataset: str, top_n: int, message: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message.format(db=studio.loaded.db))):
-        build_report(duckdb_runner(studio.loaded.db, runner_dataset), dataset, top_n=top_n)
+        build_report(duckdb_reader(studio.loaded.db, runner_dataset), dataset, top_n=top_n)
 
 
 # ---------------------------------------------------------------------------------------- rendering
@@ -359,6 +374,21 @@ def test_html_is_self_contained_with_charts(studio: Studio, tmp_path: Path) -> N
         assert flow.friendly_name in page
 
 
+def test_html_without_matplotlib_has_every_table_and_says_how_to_get_charts(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError, as when not installed
+    with caplog.at_level(logging.WARNING, logger="twilio_studio.report"):
+        page = render_html(studio.report)
+    assert "<img" not in page
+    assert NO_CHARTS_NOTE in html.unescape(page)
+    assert "pip install 'twilio-studio-dlt[charts]'" in NO_CHARTS_NOTE
+    assert "matplotlib is not installed" in caplog.text
+    tables = re.findall(r"<h2>(.*?)</h2>", studio.page)
+    assert tables and re.findall(r"<h2>(.*?)</h2>", page) == tables  # the same sections, in the same order
+    assert page.count("<table>") == studio.page.count("<table>")
+
+
 def test_html_and_text_contain_no_contact_address(studio: Studio) -> None:
     addresses = [r[0] for r in studio.loaded.sql("SELECT DISTINCT contact_channel_address FROM engagements")]
     assert len(addresses) > 100
@@ -370,7 +400,7 @@ def test_html_and_text_contain_no_contact_address(studio: Studio) -> None:
 
 def test_html_escapes_flow_names(studio: Studio) -> None:
     sid = next(iter(studio.report.flow_names))
-    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET)
+    report = build_report(duckdb_reader(studio.loaded.db, DATASET), DATASET)
     report.flow_names[sid] = "<script>alert(1)</script> & co"
     page = render_html(report)
     assert "<script>" not in page
@@ -416,7 +446,7 @@ def emulator_paths(views: list[EngagementView], flow_sid: str) -> Counter[tuple[
 @pytest.mark.parametrize("flow_index", range(FLOWS), ids=[f"flow_{i}" for i in range(FLOWS)])
 def test_paths_equal_group_by_and_emulator(studio: Studio, flow_index: int) -> None:
     flow = studio.emu.dataset.flows[flow_index]
-    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=1000)  # every transition
+    report = build_report(duckdb_reader(studio.loaded.db, DATASET), DATASET, top_n=1000)  # every transition
     got = {(p.from_widget, p.to_widget): p.count for p in report.paths if p.flow_sid == flow.sid}
     sql = studio.loaded.sql(
         "SELECT transitioned_from, transitioned_to, count(*) FROM engagement_steps WHERE flow_sid = ? GROUP BY 1, 2",
@@ -435,7 +465,7 @@ def test_paths_equal_group_by_and_emulator(studio: Studio, flow_index: int) -> N
 
 @pytest.mark.parametrize("top_n", [1, 3], ids=["top_1", "top_3"])
 def test_paths_keep_the_most_common_transitions_per_flow(studio: Studio, top_n: int) -> None:
-    report = build_report(duckdb_runner(studio.loaded.db, DATASET), DATASET, top_n=top_n)
+    report = build_report(duckdb_reader(studio.loaded.db, DATASET), DATASET, top_n=top_n)
     views = studio.views()
     for flow in studio.emu.dataset.flows:
         counts = emulator_paths(views, flow.sid)
@@ -468,7 +498,7 @@ def test_context_mode_never_still_reports(emulator_never: tuple[Emulator, Loaded
     tables = {r[0] for r in loaded.sql("SELECT table_name FROM information_schema.tables")}
     assert "engagements" in tables
     assert "engagements__widgets" not in tables and "engagements__flow_data" not in tables
-    report = build_report(duckdb_runner(loaded.db, DATASET), DATASET)
+    report = build_report(duckdb_reader(loaded.db, DATASET), DATASET)
     assert report.total_engagements == len(expected_sids(emu))
     assert report.funnel == [] and report.top_values == []
     assert report.notes["funnel"] == NO_WIDGETS_NOTE
@@ -545,10 +575,10 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         loaded = Loaded(tmp_path_factory.mktemp(f"history_{mode}"))
         first, last = load_twice(emu, loaded, mode)
-        report = build_report(duckdb_runner(loaded.db, DATASET), DATASET)
+        report = build_report(duckdb_reader(loaded.db, DATASET), DATASET)
         merged = Loaded(tmp_path_factory.mktemp(f"history_{mode}_as_merge"))
         merged.run(make_source(emu.base_url))
-        merge_report = build_report(duckdb_runner(merged.db, DATASET), DATASET)
+        merge_report = build_report(duckdb_reader(merged.db, DATASET), DATASET)
         yield History(mode, emu, loaded, first, last, report, merge_report)
     finally:
         emu.stop()
@@ -797,7 +827,7 @@ def versions_sql(schema: str, column: str | None) -> list[str]:
     return statements
 
 
-def duckdb_zone_runner(path: str, zone: str) -> Runner:
+def duckdb_zone_reader(path: str, zone: str) -> SqlReader:
     def run(sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect(path, read_only=True) as con:
             con.execute(f"SET TimeZone = '{zone}'")
@@ -814,7 +844,7 @@ def test_hand_made_versions_give_exact_transitions_by_utc_day(tmp_path: Path, co
     with duckdb.connect(db) as con:
         for sql in versions_sql(DATASET, column):
             con.execute(sql)
-    report = build_report(duckdb_zone_runner(db, zone), DATASET)
+    report = build_report(duckdb_zone_reader(db, zone), DATASET)
     assert report.version_column == column
     assert report.transitions == EXPECTED_TRANSITIONS
     assert [(s.flow_sid, s.status, s.count) for s in report.status] == EXPECTED_CURRENT_STATUS
@@ -831,7 +861,7 @@ def test_hand_made_table_without_version_column_gives_the_note(tmp_path: Path) -
     with duckdb.connect(db) as con:
         for sql in versions_sql(DATASET, None):
             con.execute(sql)
-    report = build_report(duckdb_runner(db, DATASET), DATASET)
+    report = build_report(duckdb_reader(db, DATASET), DATASET)
     assert report.version_column is None and report.transitions == []
     assert report.notes["transitions"] == NO_VERSIONS_NOTE
 
@@ -842,7 +872,7 @@ def test_versions_without_active_to_ended_give_their_note(tmp_path: Path) -> Non
         for sql in versions_sql(DATASET, "valid_from"):
             con.execute(sql)
         con.execute(f"DELETE FROM {DATASET}.engagements WHERE status = 'ended'")
-    report = build_report(duckdb_runner(db, DATASET), DATASET)
+    report = build_report(duckdb_reader(db, DATASET), DATASET)
     assert report.active_times == []
     assert report.notes["active_times"] == NO_ACTIVE_TO_ENDED_NOTE
     assert {(t.from_status, t.to_status) for t in report.transitions} == {
@@ -907,7 +937,7 @@ def test_postgres_versioned_load_gives_the_emulators_transitions(mode: str, tmp_
         last = {v.script.sid: v.status for v in views}
         flow_of = {v.script.sid: v.script.flow.sid for v in views}
         dated = {v.script.sid for v in views if v.date_updated is not None}
-        run = dlt_runner(pipeline.pipeline_name, destination, dataset, pipelines_dir)
+        run = dlt_reader(pipeline.pipeline_name, destination, dataset, pipelines_dir)
         report = build_report(run, dataset)
         column = VERSION_COLUMN[mode]
         rows = run(previous_versions_sql(column, f'"{dataset}".engagements'))

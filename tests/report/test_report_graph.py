@@ -19,8 +19,17 @@ from tests.report.test_report import emulator_views
 from tests.source.conftest import Loaded, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
-from twilio_studio.report import ReportData, build_report, dlt_runner, duckdb_runner, render_html, render_text
-from twilio_studio.report_graph import FROM_CONTEXT_NOTE, NO_DEFINITIONS_NOTE, FlowGraph
+from twilio_studio.report import (
+    FROM_CONTEXT_NOTE,
+    NO_DEFINITIONS_NOTE,
+    FlowGraph,
+    ReportData,
+    build_report,
+    dlt_reader,
+    duckdb_reader,
+    render_html,
+    render_text,
+)
 
 DATASET = "twilio_studio"
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
@@ -44,8 +53,8 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graphs]:
         default.run(make_source(emu.base_url))
         yield Graphs(
             emu,
-            build_report(duckdb_runner(with_steps.db, DATASET), DATASET),
-            build_report(duckdb_runner(default.db, DATASET), DATASET),
+            build_report(duckdb_reader(with_steps.db, DATASET), DATASET),
+            build_report(duckdb_reader(default.db, DATASET), DATASET),
             emulator_views(emu),
         )
 
@@ -153,7 +162,7 @@ def test_without_definitions_the_page_says_how_to_get_them(tmp_path: Path) -> No
     with Emulator(Dataset(seed=2, flows=2, engagements_per_flow=30)) as emu:
         loaded = Loaded(tmp_path)
         loaded.run(make_source(emu.base_url).with_resources("flows", "engagements"))
-    report = build_report(duckdb_runner(loaded.db, DATASET), DATASET)
+    report = build_report(duckdb_reader(loaded.db, DATASET), DATASET)
     assert report.graphs == [] and report.notes["graphs"] == NO_DEFINITIONS_NOTE
     assert NO_DEFINITIONS_NOTE in render_text(report)
 
@@ -171,7 +180,7 @@ def test_postgres_gives_the_same_graphs(graphs: Graphs, tmp_path: Path) -> None:
     )
     try:
         pipeline.run(make_source(graphs.emu.base_url).with_resources(*WITH_STEPS))
-        report = build_report(dlt_runner(pipeline.pipeline_name, destination, dataset, pipelines), dataset)
+        report = build_report(dlt_reader(pipeline.pipeline_name, destination, dataset, pipelines), dataset)
     finally:
         with pipeline.sql_client() as client:
             client.execute_sql(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')

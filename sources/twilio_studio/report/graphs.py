@@ -9,18 +9,19 @@ With steps loaded (``engagement_steps``), counts come from the steps: a step is 
 the event it ended with and where the flow went. Without them, they are derived from each
 engagement's context (``engagements__widgets``: the widgets it reached, in order): a transition is
 two consecutive widgets, its event is unknown, and a widget that ran twice counts once.
+
+Here: the graph, its SQL and the labels of its transitions; ``layout.graph_rows`` shows it as a
+table, ``charts.graph_figure`` draws it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from twilio_studio.report.readers import SqlReader
 
-Runner = Callable[[str], list[tuple[Any, ...]]]
 ENDED = "Ended"
 TRIGGER = "Trigger"
 MAX_SHOWN_STATES = 40  # a flow of 2,000 widgets shows its most used ones; the rest are counted in a note
@@ -98,7 +99,7 @@ def _revision_sql(engagements: str, revisions: str) -> str:
 
 
 def build_graphs(
-    run: Runner,
+    read: SqlReader,
     table: Callable[[str], str],
     has: Callable[[str], bool],
     engagements: str,
@@ -110,7 +111,7 @@ def build_graphs(
     if not has("engagement_steps") and widgets is None:
         return [], NO_PATHS_NOTE
     runs = f"({_revision_sql(engagements, table('flow_revisions'))}) er"
-    per_revision = run(f"SELECT flow_sid, revision, count(*) FROM {runs} GROUP BY flow_sid, revision")
+    per_revision = read(f"SELECT flow_sid, revision, count(*) FROM {runs} GROUP BY flow_sid, revision")
     totals: dict[str, int] = {}
     chosen: dict[str, tuple[int, int]] = {}  # flow -> (engagements, revision)
     for flow, revision, n in per_revision:
@@ -119,12 +120,12 @@ def build_graphs(
             chosen[str(flow)] = (int(n), int(revision))
     if not chosen:
         return [], NO_DEFINITIONS_NOTE
-    graphs = {flow: _design(run, table, flow, rev, n, totals[flow]) for flow, (n, rev) in chosen.items()}
+    graphs = {flow: _design(read, table, flow, rev, n, totals[flow]) for flow, (n, rev) in chosen.items()}
     note = None
     if has("engagement_steps"):
-        _count_steps(run, table("engagement_steps"), runs, graphs)
+        _count_steps(read, table("engagement_steps"), runs, graphs)
     elif widgets is not None:
-        _count_context(run, widgets, runs, graphs)
+        _count_context(read, widgets, runs, graphs)
         note = FROM_CONTEXT_NOTE
     out = []
     for graph in graphs.values():
@@ -133,17 +134,17 @@ def build_graphs(
     return sorted(out, key=lambda g: g.flow_sid), note
 
 
-def _design(run: Runner, table: Callable[[str], str], flow: str, revision: int, n: int, total: int) -> FlowGraph:
+def _design(read: SqlReader, table: Callable[[str], str], flow: str, revision: int, n: int, total: int) -> FlowGraph:
     where = f"WHERE flow_sid = '{flow.replace(chr(39), '')}' AND revision = {int(revision)}"
     states = [
         GraphState(str(name), None if kind is None else str(kind), int(pos))
-        for name, kind, pos in run(f"SELECT name, type, position FROM {table('flow_states')} {where}")
+        for name, kind, pos in read(f"SELECT name, type, position FROM {table('flow_states')} {where}")
     ]
     states.sort(key=lambda s: (s.position, s.name))
     edges = [
         GraphEdge(str(a), None if e is None else str(e), None if b is None else str(b))
         for a, e, b, _ in sorted(
-            run(f"SELECT from_state, event, to_state, position FROM {table('flow_transitions')} {where}"),
+            read(f"SELECT from_state, event, to_state, position FROM {table('flow_transitions')} {where}"),
             key=lambda r: (str(r[0]), int(r[3])),
         )
     ]
@@ -159,8 +160,8 @@ def _state(graph: FlowGraph, name: str) -> GraphState:
     return extra
 
 
-def _count_steps(run: Runner, steps: str, runs: str, graphs: dict[str, FlowGraph]) -> None:
-    rows = run(
+def _count_steps(read: SqlReader, steps: str, runs: str, graphs: dict[str, FlowGraph]) -> None:
+    rows = read(
         "SELECT er.flow_sid, er.revision, s.transitioned_from, s.name, s.transitioned_to, count(*) "
         f"FROM {steps} s JOIN {runs} ON er.sid = s.engagement_sid "
         "WHERE s.parent_step_sid IS NULL "  # a subflow's steps walk the subflow's design, not the parent's
@@ -185,19 +186,19 @@ def _count_steps(run: Runner, steps: str, runs: str, graphs: dict[str, FlowGraph
         edge.count += int(n)
 
 
-def _count_context(run: Runner, widgets: str, runs: str, graphs: dict[str, FlowGraph]) -> None:
-    reached = run(
+def _count_context(read: SqlReader, widgets: str, runs: str, graphs: dict[str, FlowGraph]) -> None:
+    reached = read(
         "SELECT er.flow_sid, er.revision, w.name, count(DISTINCT w.engagement_sid) "
         f"FROM {widgets} w JOIN {runs} ON er.sid = w.engagement_sid GROUP BY er.flow_sid, er.revision, w.name"
     )
-    pairs = run(
+    pairs = read(
         "SELECT flow_sid, revision, name, next_name, ended, count(*) FROM ("
         "SELECT er.flow_sid, er.revision, w.name, er.status = 'ended' AS ended, "
         "LEAD(w.name) OVER (PARTITION BY w.engagement_sid ORDER BY w.position) AS next_name "
         f"FROM {widgets} w JOIN {runs} ON er.sid = w.engagement_sid) p "
         "GROUP BY flow_sid, revision, name, next_name, ended"
     )
-    firsts = run(
+    firsts = read(
         "SELECT flow_sid, revision, name, count(*) FROM ("
         "SELECT er.flow_sid, er.revision, w.name, ROW_NUMBER() OVER "
         "(PARTITION BY w.engagement_sid ORDER BY w.position) AS rn "
@@ -254,8 +255,8 @@ def _trim(graph: FlowGraph) -> None:
     graph.edges = [e for e in graph.edges if e.from_state in names and (e.to_state is None or e.to_state in names)]
 
 
-# ----------------------------------------------------------------------------------------- rendering
-def _shown(e: GraphEdge, edges: list[GraphEdge]) -> bool:
+# ------------------------------------------------------------------------------------------ labels
+def edge_shown(e: GraphEdge, edges: list[GraphEdge]) -> bool:
     """Taken transitions, and designed ones that lead somewhere (not the trigger's unused events, nor
     those an edge derived from the context already counts together)."""
     if e.count > 0:
@@ -264,76 +265,15 @@ def _shown(e: GraphEdge, edges: list[GraphEdge]) -> bool:
     return e.designed and e.to_state is not None and not covered
 
 
-def _event_label(e: GraphEdge) -> str:
+def event_label(e: GraphEdge) -> str:
+    """The event of a transition, the designed events it may be, or ``(any event)``."""
     if e.event is not None:
         return e.event
     return " or ".join(e.either) if e.either else "(any event)"
 
 
-def _edge_label(e: GraphEdge) -> str:
-    event = _event_label(e)
+def edge_label(e: GraphEdge) -> str:
+    """E.g. ``timeout -> end`` or ``incomingMessage -> ask (not in this revision)``."""
+    event = event_label(e)
     target = e.to_state if e.to_state is not None else "end"
     return f"{event} -> {target}" + ("" if e.designed else " (not in this revision)")
-
-
-def graph_rows(graph: FlowGraph) -> list[tuple[str, ...]]:
-    """Per state: name, type, runs, the transitions with their counts, the drop-off labels."""
-    rows: list[tuple[str, ...]] = []
-    for s in graph.states:
-        out = [e for e in graph.edges if e.from_state == s.name and _shown(e, graph.edges)]
-        taken = "; ".join(f"{_edge_label(e)}: {e.count}" for e in out) or "-"
-        rows.append((s.name, s.type or "?", str(s.ran), taken, s.drop_off() or "-"))
-    return rows
-
-
-def graph_figure(graph: FlowGraph, title: str) -> Figure:
-    """The design as boxes in design order, arrows for transitions (width by count), drop-off in red."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
-    n = len(graph.states)
-    fig = Figure(figsize=(11, 1.0 + 0.95 * n), layout="constrained")
-    ax = fig.add_subplot()
-    y = {s.name: -1.3 * i for i, s in enumerate(graph.states)}
-    for s in graph.states:
-        ax.add_patch(
-            FancyBboxPatch((-1.6, y[s.name] - 0.35), 3.2, 0.7, boxstyle="round,pad=0.05", fc="#eef3fa", ec="#4c78a8")
-        )
-        ax.text(0, y[s.name] + 0.1, s.name, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(0, y[s.name] - 0.18, f"{s.type or '?'} - ran {s.ran}", ha="center", va="center", fontsize=7.5)
-        label = s.drop_off()
-        if label:
-            ax.text(1.8, y[s.name], label.replace(": ", ":\n", 1), ha="left", va="center", fontsize=8, color="#c0392b")
-    pairs: dict[tuple[str, str], list[GraphEdge]] = {}
-    for e in graph.edges:
-        if e.to_state is not None and e.to_state in y and e.count:
-            pairs.setdefault((e.from_state, e.to_state), []).append(e)
-    top = max([sum(e.count for e in es) for es in pairs.values()] + [1])
-    slots: dict[str, int] = {}
-    for (source, target), es in pairs.items():
-        a, b = y[source], y[target]
-        count = sum(e.count for e in es)
-        width = 0.6 + 4.0 * count / top
-        color = "#54a24b" if all(e.designed for e in es) else "#999999"
-        label = ", ".join(f"{_event_label(e)} {e.count}" for e in es)
-        if b < a and abs(a - b) < 1.31:  # the next box: straight down, counts on the left
-            arrow = FancyArrowPatch(
-                (0, a - 0.4), (0, b + 0.4), arrowstyle="-|>", mutation_scale=12, lw=width, color=color
-            )
-            ax.add_patch(arrow)
-            ax.text(-0.1, (a + b) / 2, label, ha="right", va="center", fontsize=7.5)
-            continue
-        slot = slots.get(source, 0)
-        slots[source] = slot + 1
-        side = -1.6 if b < a else 1.6  # skips go down the left, loops back up the right
-        rad = 0.35 if b < a else -0.35
-        arrow = FancyArrowPatch((side, a), (side, b), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                mutation_scale=12, lw=width, color=color)  # fmt: skip
-        ax.add_patch(arrow)
-        x = side - 0.5 - 0.3 * slot if b < a else side + 0.3
-        ax.text(x, (a + b) / 2, label, ha="right" if b < a else "left", va="center", fontsize=7.5)
-    ax.set_xlim(-4.5, 6.5)
-    ax.set_ylim(-1.3 * n + 0.6, 0.8)
-    ax.axis("off")
-    ax.set_title(title)
-    return fig
