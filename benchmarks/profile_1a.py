@@ -23,7 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.run import REPO, EmulatorProcess, child_env, source_cfg
+from benchmarks.harness import source_cfg
+from benchmarks.machine import REPO
+from benchmarks.processes import EmulatorProcess, child_env
 
 # functions worth a line in the summary, inclusive of what they call
 FOCUS = [
