@@ -102,6 +102,20 @@ def full_load_targets(by_id: dict[str, Case], s: Sizes) -> list[Target]:
     return out
 
 
+def _vs_ideal(c: Case, latency: float) -> tuple[int, float, float, float]:
+    """A latency-bound case against its ideal, every request ``DEFAULT_MAX_CONCURRENCY`` at a time:
+    (requests answered 200, the ideal seconds, its extract seconds, their ratio); notes the ideal."""
+    requests = int(c.emulator.get("by_status", {}).get("200", 0))
+    ideal = requests / DEFAULT_MAX_CONCURRENCY * latency
+    extract = c.step("extract") or c.wall_seconds
+    c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {latency} s")
+    return requests, ideal, extract, ratio(extract, ideal)
+
+
+def _measured(r: float, extract: float, ideal: float, requests: int) -> str:
+    return f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
+
+
 def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
     by_id: dict[str, Case] = {c.id: c for c in run["cases"]}
     out = full_load_targets(by_id, s)
@@ -109,17 +123,12 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
     for case_id in ("2a", "2b", "2a+"):
         c = by_id.get(case_id)
         if c and c.ok and s.latency > 0:
-            requests = int(c.emulator.get("by_status", {}).get("200", 0))
-            ideal = requests / DEFAULT_MAX_CONCURRENCY * s.latency
-            extract = c.step("extract") or c.wall_seconds
-            r = ratio(extract, ideal)
-            c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {s.latency} s")
+            requests, ideal, extract, r = _vs_ideal(c, s.latency)
             if case_id == "2a+":  # for orientation: CPU-bound, see BENCHMARKS.md
                 c.notes.append(f"extract {r:.2f}x the ideal ({extract:.2f} s / {ideal:.2f} s)")
                 continue
             out.append(Target(f"2: {case_id} extract wall vs ideal", "<= 1.5x",
-                              f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)",
-                              r <= 1.5))  # fmt: skip
+                              _measured(r, extract, ideal, requests), r <= 1.5))  # fmt: skip
     c = by_id.get("2c")
     if c:
         throttled = int(c.emulator.get("by_status", {}).get("429", 0))
@@ -128,13 +137,9 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
                           f"{c.wall_seconds:.1f} s", c.ok))  # fmt: skip
     c = by_id.get("4a")
     if c and c.ok and s.steps_latency > 0:
-        requests = int(c.emulator.get("by_status", {}).get("200", 0))
-        ideal = requests / DEFAULT_MAX_CONCURRENCY * s.steps_latency
-        extract = c.step("extract") or c.wall_seconds
-        r = ratio(extract, ideal)
-        c.notes.append(f"ideal {ideal:.2f} s = {requests} requests / {DEFAULT_MAX_CONCURRENCY} x {s.steps_latency} s")
-        measured = f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
-        out.append(Target("4: 4a steps extract wall vs ideal", "<= 1.5x", measured, r <= 1.5))
+        requests, ideal, extract, r = _vs_ideal(c, s.steps_latency)
+        out.append(Target("4: 4a steps extract wall vs ideal", "<= 1.5x", _measured(r, extract, ideal, requests),
+                          r <= 1.5))  # fmt: skip
     c = by_id.get("4b")
     if c:
         requests = int(c.emulator.get("by_status", {}).get("200", 0))
@@ -157,7 +162,7 @@ def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
         r = ratio(extract, ideal)
         c.notes.append(f"ideal {ideal:.2f} s = max({requests} requests / {DEFAULT_MAX_TOTAL_CONCURRENCY}, "
                        f"{2 + pages} requests in a row) x {s.account_latency} s")  # fmt: skip
-        measured = f"{r:.2f}x ({extract:.2f} s / ideal {ideal:.2f} s, {requests} requests)"
+        measured = _measured(r, extract, ideal, requests)
         out.append(Target(f"5: {s.accounts} accounts extract wall vs ideal", "<= 1.5x", measured, r <= 1.5))
     inc, plan = by_id.get("3"), run.get("plan")
     if inc and plan is not None:
