@@ -18,6 +18,7 @@ from typing import Any
 from twilio_studio.client import StudioError
 from twilio_studio.columnar import stored_counts
 from twilio_studio.duckdb_file import check_names, default_duckdb_file, legacy_duckdb_file, pipeline_duckdb_file
+from twilio_studio.progress import DEFAULT_PROGRESS_INTERVAL, PROGRESS_MODES
 from twilio_studio.runlock import EX_TEMPFAIL, RunInProgressError, lock_of, run_lock
 from twilio_studio.settings import (
     CONTEXT_MODES,
@@ -207,8 +208,27 @@ def explain(error: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------- commands
+def progress_args(args: argparse.Namespace) -> None:
+    """Checks --progress and --progress-interval (an env var's value included) before any request."""
+    if args.progress not in PROGRESS_MODES:
+        raise UserError(
+            f"--progress (or TWILIO_STUDIO_PROGRESS) is {args.progress!r}: choose {', '.join(PROGRESS_MODES)}"
+        )
+    if not args.progress_interval > 0:
+        raise UserError(f"--progress-interval is {args.progress_interval:g}: give a number of seconds above 0")
+
+
+def progress_of(args: argparse.Namespace, pipeline: Any, title: str) -> contextlib.AbstractContextManager[Any]:
+    """The progress display of one pipeline run, as --progress chooses (README "Progress")."""
+    from twilio_studio.progress import shown_progress
+
+    return shown_progress(pipeline, args.progress, title, args.progress_interval)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from twilio_studio import account_report, twilio_studio_source
+
+    progress_args(args)
 
     options: dict[str, Any] = {}
     names = ("base_url", "page_size", "context_mode", "write_mode", "widget_fields", "max_concurrency",
@@ -240,9 +260,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # any request: a second run of this pipeline stops here; run_lock below takes it again
     with lock_of(args.pipelines_dir or get_dlt_pipelines_dir(), args.pipeline_name):
         pipeline, _ = cli_pipeline(args.pipeline_name, args.destination, args.dataset, args.pipelines_dir)
-        with run_lock(pipeline), account_report() as report:
+        title = f"{args.pipeline_name} -> {args.destination}:{args.dataset}"
+        with run_lock(pipeline), account_report() as report, progress_of(args, pipeline, title):
             summary = run_pipeline(pipeline, source, refresh=args.full_refresh)
-    print(summary.render(f"{args.pipeline_name} -> {args.destination}:{args.dataset}"))
+    print(summary.render(title))
     if "subaccounts" in options:
         print("per account (rows read):")
         for line in report.lines():
@@ -257,6 +278,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from twilio_studio.emulator import Dataset, Emulator
     from twilio_studio.report import build_report, duckdb_reader, render_text, write_report
 
+    progress_args(args)
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "twilio_studio_demo.duckdb"
@@ -280,10 +302,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             dataset_name="twilio_studio",
             pipelines_dir=str(workdir / ".pipelines"),
         )
-        print(run_pipeline(pipeline, source(), refresh=True).render("First load"))
+        with progress_of(args, pipeline, "First load"):
+            first = run_pipeline(pipeline, source(), refresh=True)
+        print(first.render("First load"))
         emu.advance(hours=args.advance_hours)
         print(f"\nThe emulator's clock moves on {args.advance_hours} h: engagements end, new ones arrive.")
-        print(run_pipeline(pipeline, source()).render("Incremental load"))
+        with progress_of(args, pipeline, "Incremental load"):
+            second = run_pipeline(pipeline, source())
+        print(second.render("Incremental load"))
     data = build_report(duckdb_reader(str(db), "twilio_studio"), "twilio_studio")
     print()
     print(render_text(data))
@@ -462,8 +488,18 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--pipeline-name", default="twilio_studio", help="dlt pipeline name (default twilio_studio)")
         s.add_argument("--pipelines-dir", default=None, help="where dlt keeps pipeline state (default ~/.dlt)")
 
+    def progress_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--progress", default=os.environ.get("TWILIO_STUDIO_PROGRESS", "auto"),
+                       metavar="{" + ",".join(PROGRESS_MODES) + "}",
+                       help="auto (default): a live display when standard error is a terminal, else log lines; "
+                       "live, log or off to choose (env TWILIO_STUDIO_PROGRESS)")  # fmt: skip
+        s.add_argument("--progress-interval", type=float, default=DEFAULT_PROGRESS_INTERVAL, metavar="SECONDS",
+                       help="with log lines: seconds between two progress lines (default "
+                       f"{DEFAULT_PROGRESS_INTERVAL:g}; one also at each dlt step and at the end)")  # fmt: skip
+
     run = sub.add_parser("run", help="load from Twilio (credentials from .dlt/secrets.toml or env vars)")
     destination_args(run)
+    progress_options(run)
     run.add_argument("--flow", action="append", metavar="FW...", help="a Flow SID; repeat for more (default: all)")
     run.add_argument("--base-url", default=None, help=f"Studio host (default {DEFAULT_BASE_URL})")
     run.add_argument("--page-size", type=int, default=None, help=f"1..1000 (default {DEFAULT_PAGE_SIZE})")
@@ -506,6 +542,7 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="emulator + two loads into a local DuckDB file + report; no account needed")
     demo.add_argument("--dir", default=".", help="where the DuckDB file and report go (default: here)")
+    progress_options(demo)
     demo.add_argument("--flows", type=int, default=4, help="flows in the emulated account (default 4)")
     demo.add_argument("--engagements", type=int, default=1500, help="engagements per flow (default 1500)")
     demo.add_argument("--seed", type=int, default=7, help="the emulated data's seed (default 7)")

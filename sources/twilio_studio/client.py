@@ -34,6 +34,7 @@ from twilio_studio.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 )
+from twilio_studio.watch import watch_limit
 
 logger = logging.getLogger("twilio_studio")
 
@@ -77,6 +78,13 @@ class AdaptiveLimit:
         self._clean = 0
         self._cond = threading.Condition()
         self._waiting: collections.deque[object] = collections.deque()
+        self.requests = 0  # attempts ended, answered or not: read by progress (twilio_studio.watch)
+        self.throttled = 0  # of them answered 429
+        watch_limit(self)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     def acquire(self) -> None:
         """Takes a slot, first come first served: a walk that just had one queues behind those
@@ -98,7 +106,9 @@ class AdaptiveLimit:
     def release(self, throttled: bool) -> None:
         with self._cond:
             self._in_flight -= 1
+            self.requests += 1
             if throttled:
+                self.throttled += 1
                 self.limit = max(1, self.limit // 2)
                 self._clean = 0
             elif self.limit < self.maximum:

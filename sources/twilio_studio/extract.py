@@ -23,6 +23,7 @@ from twilio_studio.context import coerce_context, engagement_row, parse_time, st
 from twilio_studio.memory import rare_gc_passes
 from twilio_studio.redact import redact_card_data
 from twilio_studio.steps import order_steps
+from twilio_studio.watch import watch_walker
 
 logger = logging.getLogger("twilio_studio")
 
@@ -147,6 +148,7 @@ class EngagementWalker:
         self.max_concurrency = max_concurrency
         self.page_size = page_size
         self.stats: dict[str, WalkStats] = {}
+        watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
     def run(
         self, flow_sids: list[str], cursors: dict[str, FlowCursor], on_flow_done: Callable[[str, FlowCursor], None]
@@ -263,7 +265,7 @@ class EngagementWalker:
                 rows = self._rows(selected, flow_sid, stats)
                 stats.emitted += len(rows)
                 elapsed = max(time.monotonic() - started, 1e-9)
-                logger.info(
+                logger.debug(  # one line per page: progress (--progress) shows these counts
                     "%s: page %d, %d %s read, %d new or changed, %.0f/s",
                     what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
                 )  # fmt: skip
