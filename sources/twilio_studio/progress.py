@@ -25,7 +25,7 @@ logger = logging.getLogger("twilio_studio")
 
 PROGRESS_MODES = ("auto", "live", "log", "off")
 DEFAULT_PROGRESS_INTERVAL = 10.0  # seconds between two summary lines of --progress log
-REFRESHES_PER_SECOND = 4  # the live display's redraws: enough to read, nothing a run would feel
+REFRESHES_PER_SECOND = 2  # the live display's redraws: 4-9 ms of CPU each (benchmarks/progress_cost.py)
 RATE_WINDOW_SECONDS = 5.0  # the live rate of the whole run: engagements read over the last seconds
 MAX_FLOW_ROWS = 12  # a run over hundreds of flows shows the walks under way and the latest done
 
@@ -34,11 +34,14 @@ def chosen_mode(mode: str, stream: TextIO) -> str:
     """``live``, ``log`` or ``off``: ``auto`` is live on a terminal (not TERM=dumb), else log."""
     if mode != "auto":
         return mode
+    return "live" if _is_terminal(stream) and os.environ.get("TERM", "") != "dumb" else "log"
+
+
+def _is_terminal(stream: TextIO) -> bool:
     try:
-        terminal = stream.isatty()
+        return stream.isatty()
     except (AttributeError, ValueError):  # a closed or odd stream
-        terminal = False
-    return "live" if terminal and os.environ.get("TERM", "") != "dumb" else "log"
+        return False
 
 
 class Rates:
@@ -203,7 +206,7 @@ def _live(shown: _Shown, stream: TextIO, forced: bool) -> Iterator[None]:
         console=console,
         refresh_per_second=REFRESHES_PER_SECOND,
         transient=False,
-        redirect_stdout=True,
+        redirect_stdout=_is_terminal(sys.stdout),  # a print to the same screen goes above the table
         redirect_stderr=True,
     )
     with live, _logging_to(sys.stderr, stream):  # rich replaced sys.stderr: log lines go above the table
