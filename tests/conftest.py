@@ -1,32 +1,38 @@
-"""Fixtures shared by all test packages: a real Studio emulator on 127.0.0.1."""
+"""Fixtures shared by every test package: real Studio emulators on 127.0.0.1 and a DuckDB pipeline.
+
+The helpers behind them live in ``tests/kit``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from twilio_studio.emulator import Dataset, Emulator
+from tests.kit.duck import Loaded
+from tests.kit.studio import EmulatorFactory
+from twilio_studio.emulator import Emulator
 
 
 @pytest.fixture
-def start_emulator() -> Iterator[Callable[..., Emulator]]:
-    """A factory: ``start_emulator(flows=2, engagements_per_flow=100, faults=...)`` -> running Emulator.
+def emulator_factory() -> Iterator[EmulatorFactory]:
+    """``emulator_factory(flows=2, engagements=60, seed=11, faults=...)`` -> a running Emulator.
 
-    Dataset keywords (seed, flows, engagements_per_flow, ...) build the dataset; the others
-    (faults, credentials, realtime) go to the Emulator. Every emulator is stopped after the test.
+    Every emulator it started is stopped after the test.
     """
-    started: list[Emulator] = []
+    factory = EmulatorFactory()
+    yield factory
+    factory.close()
 
-    def start(*, dataset: Dataset | None = None, **kwargs: Any) -> Emulator:
-        emulator_args = {k: kwargs.pop(k) for k in ("faults", "credentials", "realtime") if k in kwargs}
-        kwargs.setdefault("flows", 2)
-        kwargs.setdefault("engagements_per_flow", 100)
-        emulator = Emulator(dataset or Dataset(**kwargs), **emulator_args).start()
-        started.append(emulator)
-        return emulator
 
-    yield start
-    for emulator in started:
-        emulator.stop()
+@pytest.fixture
+def emulator(emulator_factory: EmulatorFactory) -> Emulator:
+    """The default emulator: two flows of sixty engagements (DEFAULT_ENGAGEMENTS in all)."""
+    return emulator_factory()
+
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> Loaded:
+    """A pipeline into a DuckDB file of the test's own."""
+    return Loaded(tmp_path)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,34 +12,17 @@ import duckdb
 import pytest
 import requests
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids
+from tests.kit.cli import cli, creds, free_port
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, DEFAULT_ENGAGEMENTS, expected_sids, listed_views
 from twilio_studio.emulator import Emulator
-
-
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "twilio_studio.cli", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def creds(emu: Emulator) -> dict[str, str]:
-    return {
-        "SOURCES__TWILIO_STUDIO__ACCOUNT_SID": ACCOUNT_SID,
-        "SOURCES__TWILIO_STUDIO__AUTH_TOKEN": AUTH_TOKEN,
-        "SOURCES__TWILIO_STUDIO__BASE_URL": emu.base_url,
-    }
 
 
 def test_run_loads_and_summarizes_then_incremental_writes_only_changes(emulator: Emulator, tmp_path: Path) -> None:
     args = ("run", "--pipelines-dir", str(tmp_path / "p"), "--pipeline-name", "cli_test")
     first = cli(*args, cwd=tmp_path, env=creds(emulator))
     assert first.returncode == 0, first.stderr
-    assert "120 engagements written (120 new, 0 updated)" in first.stdout
+    n = DEFAULT_ENGAGEMENTS
+    assert f"{n} engagements written ({n} new, 0 updated)" in first.stdout
     assert re.search(r"engagements__widgets\s+\d+", first.stdout)
     assert "progress: dlt extract" in first.stderr  # not a terminal: progress as log lines (test_progress.py)
     with duckdb.connect(str(tmp_path / "cli_test_data.duckdb"), read_only=True) as con:
@@ -112,12 +93,6 @@ def test_report_without_a_dataset_fails_and_creates_no_file(
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [Path("cwd"), Path("dlt_data")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -162,6 +137,5 @@ def test_run_with_steps_resource(emulator: Emulator, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(tmp_path / "steps_cli_data.duckdb"), read_only=True) as con:
         steps = con.execute("SELECT count(*) FROM twilio_studio.engagement_steps").fetchone()
-    d, now = emulator.dataset, emulator.now()
-    want = sum(len(d.view(d.script(f, i), now).steps) for f in d.flows for i in range(*d.index_range(f, now)))
+    want = sum(len(view.steps) for view in listed_views(emulator))
     assert steps is not None and steps[0] == want > 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.cli.test_cli import cli, creds
+from tests.kit.cli import cli, creds
 from twilio_studio.emulator import Dataset, Emulator, Subaccount
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.cli.test_cli import cli
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids
+from tests.kit.cli import cli
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, expected_sids
 from twilio_studio.emulator import Dataset, Emulator
 
 README = Path(__file__).resolve().parents[2] / "README.md"

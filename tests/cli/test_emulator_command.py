@@ -1,5 +1,6 @@
 """`twilio-studio emulator` credentials (options, Twilio's env vars, documented defaults), and a help
-text for every option of every command."""
+text for every option of every command.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.cli.test_cli import free_port
+from tests.kit.cli import free_port
 from twilio_studio.cli import parser
 from twilio_studio.emulator import Credentials
 

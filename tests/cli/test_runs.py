@@ -15,8 +15,9 @@ import dlt
 import duckdb
 import pytest
 
-from tests.cli.test_cli import cli
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, expected_sids, make_source
+from tests.kit.cli import cli
+from tests.kit.duck import duckdb_pipeline
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, expected_sids, make_source
 from twilio_studio import ConfigurationError, RunInProgressError, run_lock
 from twilio_studio.cli import causes, explain
 from twilio_studio.emulator import Dataset, Emulator, Faults
@@ -106,18 +107,9 @@ def hold_lock_in_another_process(pipelines_dir: Path, name: str) -> subprocess.P
     return holder
 
 
-def python_pipeline(tmp_path: Path, name: str = "py_lock") -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=dlt.destinations.duckdb(str(tmp_path / f"{name}_data.duckdb")),
-        dataset_name="twilio_studio",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
-
-
 def test_from_python_a_busy_pipeline_raises_before_any_request(tmp_path: Path) -> None:
     with Emulator(Dataset(seed=3, flows=2, engagements_per_flow=20)) as emu:
-        pipeline = python_pipeline(tmp_path)
+        pipeline = duckdb_pipeline(tmp_path, "py_lock", "py_lock_data.duckdb")
         holder = hold_lock_in_another_process(tmp_path / "pipelines", "py_lock")
         try:
             with pytest.raises(Exception) as failure:
@@ -138,7 +130,7 @@ def test_from_python_a_busy_pipeline_raises_before_any_request(tmp_path: Path) -
 
 def test_from_python_a_failed_run_releases_the_lock(tmp_path: Path) -> None:
     with Emulator(Dataset(seed=3, flows=1, engagements_per_flow=5)) as emu:
-        pipeline = python_pipeline(tmp_path)
+        pipeline = duckdb_pipeline(tmp_path, "py_lock", "py_lock_data.duckdb")
         with pytest.raises(Exception, match="401"):
             pipeline.run(make_source(emu.base_url, auth_token="wrong"))
         assert lock_path(tmp_path / "pipelines", "py_lock").read_text() == ""

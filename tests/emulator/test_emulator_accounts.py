@@ -1,5 +1,6 @@
 """The emulator's accounts: the core API's Accounts list and fetch (Twilio's v2010 spec), and Studio
-data that follows the credentials of each request."""
+data that follows the credentials of each request.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import requests
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.emulator.emulator_kit import ACCOUNT_AUTH, API_KEY_AUTH, _strict_schema
+from tests.kit.spec import ACCOUNT_AUTH, API_KEY_AUTH, _strict_schema
 from twilio_studio.emulator import Dataset, Emulator, Subaccount
 
 SPEC = Path(__file__).resolve().parent.parent / "openapi" / "twilio_api_v2010_accounts.json"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 import requests
 
-from tests.emulator.emulator_kit import StudioHttp, parse_date, visible_sids
-from twilio_studio.emulator import Emulator
+from tests.kit.spec import StudioHttp, parse_date, visible_sids
+from tests.kit.studio import EmulatorFactory, listed
 
-StartEmulator = Callable[..., Emulator]
 RETENTION = timedelta(days=30)  # ../shared/API-NOTES.md "Lifetime and retention"
 
 
@@ -21,9 +19,9 @@ RETENTION = timedelta(days=30)  # ../shared/API-NOTES.md "Lifetime and retention
     ["/v1/Flows/{flow}/Engagements", "/v1/Flows/{flow}/Executions", "/v2/Flows/{flow}/Executions"],
 )
 def test_after_31_days_lists_show_only_engagements_of_the_last_30_days(
-    start_emulator: StartEmulator, path: str
+    emulator_factory: EmulatorFactory, path: str
 ) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=150)
+    emulator = emulator_factory(flows=1, engagements=150)
     http = StudioHttp(emulator.base_url)
     path = path.format(flow=emulator.dataset.flows[0].sid)
     t0 = emulator.now()
@@ -54,12 +52,11 @@ GONE = [
 
 
 @pytest.mark.parametrize("template", GONE)
-def test_an_engagement_is_gone_30_days_after_it_started(start_emulator: StartEmulator, template: str) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=50)
+def test_an_engagement_is_gone_30_days_after_it_started(emulator_factory: EmulatorFactory, template: str) -> None:
+    emulator = emulator_factory(flows=1, engagements=50)
     dataset = emulator.dataset
     flow = dataset.flows[0]
-    lo, _ = dataset.index_range(flow, emulator.now())
-    oldest = dataset.script(flow, lo)
+    oldest = listed(emulator)[0]
     path = template.format(flow=flow.sid, sid=oldest.sid, step=oldest.steps[0].sid)
     http = StudioHttp(emulator.base_url)
 
@@ -72,8 +69,8 @@ def test_an_engagement_is_gone_30_days_after_it_started(start_emulator: StartEmu
 
 
 # ------------------------------------------------------------------------ engagements progress
-def test_active_engagements_end_later_with_a_later_date_updated(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(seed=3, flows=1, engagements_per_flow=200, long_running_share=0.5)
+def test_active_engagements_end_later_with_a_later_date_updated(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(seed=3, flows=1, engagements=200, long_running_share=0.5)
     http = StudioHttp(emulator.base_url)
     flow = emulator.dataset.flows[0].sid
     first = {r["sid"]: r for r in http.records(f"/v1/Flows/{flow}/Engagements", PageSize=1000)}
@@ -103,9 +100,9 @@ def test_active_engagements_end_later_with_a_later_date_updated(start_emulator: 
     assert any(step_counts[sid] > at_start[sid] for sid in ended), "no engagement took a step while active"
 
 
-def test_some_ended_engagements_have_a_null_date_updated(start_emulator: StartEmulator) -> None:
+def test_some_ended_engagements_have_a_null_date_updated(emulator_factory: EmulatorFactory) -> None:
     # flow 3 is the "api_notify" template, whose instant engagements end as Twilio's example does
-    emulator = start_emulator(seed=2, flows=3, engagements_per_flow=200)
+    emulator = emulator_factory(seed=2, flows=3, engagements=200)
     http = StudioHttp(emulator.base_url)
     records = [r for f in emulator.dataset.flows for r in http.records(f"/v1/Flows/{f.sid}/Engagements", PageSize=1000)]
     null_updated = [r for r in records if r["date_updated"] is None]
@@ -127,9 +124,9 @@ def test_some_ended_engagements_have_a_null_date_updated(start_emulator: StartEm
     ],
 )  # fmt: skip
 def test_some_list_items_have_an_empty_context_that_the_context_endpoint_fills(
-    start_emulator: StartEmulator, list_path: str, context_path: str
+    emulator_factory: EmulatorFactory, list_path: str, context_path: str
 ) -> None:
-    emulator = start_emulator(seed=4, flows=2, engagements_per_flow=200)
+    emulator = emulator_factory(seed=4, flows=2, engagements=200)
     http = StudioHttp(emulator.base_url)
     checked = 0
     for flow in emulator.dataset.flows:
@@ -160,9 +157,9 @@ WINDOWS = [
 @pytest.mark.parametrize("path", ["/v1/Flows/{flow}/Executions", "/v2/Flows/{flow}/Executions"])
 @pytest.mark.parametrize(("params", "since", "until"), WINDOWS)
 def test_executions_list_honours_date_created_from_and_to(
-    start_emulator: StartEmulator, path: str, params: dict[str, str], since: str | None, until: str | None
+    emulator_factory: EmulatorFactory, path: str, params: dict[str, str], since: str | None, until: str | None
 ) -> None:
-    emulator = start_emulator(seed=6, flows=1, engagements_per_flow=200)
+    emulator = emulator_factory(seed=6, flows=1, engagements=200)
     http = StudioHttp(emulator.base_url)
     path = path.format(flow=emulator.dataset.flows[0].sid)
     everything = http.records(path, PageSize=1000)
@@ -176,8 +173,8 @@ def test_executions_list_honours_date_created_from_and_to(
 
 
 @pytest.mark.parametrize("status", ["active", "ended"])
-def test_v2_status_filter_returns_only_that_status(start_emulator: StartEmulator, status: str) -> None:
-    emulator = start_emulator(seed=6, flows=2, engagements_per_flow=200, long_running_share=0.3)
+def test_v2_status_filter_returns_only_that_status(emulator_factory: EmulatorFactory, status: str) -> None:
+    emulator = emulator_factory(seed=6, flows=2, engagements=200, long_running_share=0.3)
     http = StudioHttp(emulator.base_url)
     found = 0
     for flow in emulator.dataset.flows:
@@ -191,8 +188,8 @@ def test_v2_status_filter_returns_only_that_status(start_emulator: StartEmulator
 
 
 # ------------------------------------------------------------------------ control endpoints
-def test_post_clock_advance_moves_the_clock(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=300)  # one engagement every ~34 minutes
+def test_post_clock_advance_moves_the_clock(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=300)  # one engagement every ~34 minutes
     http = StudioHttp(emulator.base_url)
     flow = emulator.dataset.flows[0].sid
     t0 = emulator.now()
@@ -217,8 +214,8 @@ def test_post_clock_advance_moves_the_clock(start_emulator: StartEmulator) -> No
         pytest.param("1e12", id="past_year_9999"),
     ],
 )
-def test_post_clock_rejects_a_bad_advance(start_emulator: StartEmulator, advance: str) -> None:
-    emulator = start_emulator()
+def test_post_clock_rejects_a_bad_advance(emulator_factory: EmulatorFactory, advance: str) -> None:
+    emulator = emulator_factory()
     t0 = emulator.now()
     r = requests.post(emulator.base_url + "/_emulator/clock", params={"advance": advance}, timeout=10)
     assert (r.status_code, r.json()["code"]) == (400, 20001)
@@ -226,8 +223,8 @@ def test_post_clock_rejects_a_bad_advance(start_emulator: StartEmulator, advance
     assert StudioHttp(emulator.base_url).get("/v1/Flows").status_code == 200
 
 
-def test_stats_count_the_api_requests(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_stats_count_the_api_requests(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     flow = emulator.dataset.flows[0].sid
     http = StudioHttp(emulator.base_url)
     requests.post(emulator.base_url + "/_emulator/clock", params={"advance": "60"}, timeout=10)
@@ -242,7 +239,7 @@ def test_stats_count_the_api_requests(start_emulator: StartEmulator) -> None:
                                     "/v1/Flows"]  # fmt: skip
 
 
-def test_unknown_control_endpoint_answers_404(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_unknown_control_endpoint_answers_404(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     r = requests.get(emulator.base_url + "/_emulator/reset", timeout=10)
     assert (r.status_code, r.json()["code"]) == (404, 20404)

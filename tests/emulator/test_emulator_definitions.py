@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator.emulator_kit import StudioHttp, spec_errors
+from tests.kit.spec import StudioHttp, spec_errors
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import TRIGGER_OF
 from twilio_studio.emulator.definitions import EVENTS, TRIGGER_EVENTS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable
 from http.client import HTTPConnection, IncompleteRead
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,10 +11,9 @@ import orjson
 import pytest
 import requests
 
-from tests.emulator.emulator_kit import ACCOUNT_AUTH, API_KEY_AUTH, CREDENTIALS, StudioHttp, visible_sids
-from twilio_studio.emulator import Emulator, Faults
-
-StartEmulator = Callable[..., Emulator]
+from tests.kit.spec import ACCOUNT_AUTH, API_KEY_AUTH, CREDENTIALS, StudioHttp, visible_sids
+from tests.kit.studio import EmulatorFactory
+from twilio_studio.emulator import Faults
 
 
 def assert_twilio_error(r: requests.Response, status: int, code: int) -> None:
@@ -50,8 +48,8 @@ AUTH_CASES = [
 
 @pytest.mark.parametrize(("headers", "status"), AUTH_CASES)
 @pytest.mark.parametrize("path", ["/v1/Flows", "/v1/Flows/{flow}/Engagements", "/v2/Flows/{flow}/Executions"])
-def test_authentication(start_emulator: StartEmulator, headers: dict[str, str], status: int, path: str) -> None:
-    emulator = start_emulator()
+def test_authentication(emulator_factory: EmulatorFactory, headers: dict[str, str], status: int, path: str) -> None:
+    emulator = emulator_factory()
     url = emulator.base_url + path.format(flow=emulator.dataset.flows[0].sid)
     r = requests.get(url, headers=headers, timeout=10)
     if status == 200:
@@ -84,8 +82,8 @@ NOT_FOUND = [
 
 
 @pytest.mark.parametrize("template", NOT_FOUND)
-def test_unknown_resources_answer_404(start_emulator: StartEmulator, template: str) -> None:
-    emulator = start_emulator()
+def test_unknown_resources_answer_404(emulator_factory: EmulatorFactory, template: str) -> None:
+    emulator = emulator_factory()
     dataset = emulator.dataset
     flow = dataset.flows[0]
     _, hi = dataset.index_range(flow, emulator.now())
@@ -128,9 +126,9 @@ LIST_PATHS = {
 
 @pytest.mark.parametrize(("list_name", "params", "code"), BAD_PARAMETERS)
 def test_bad_parameters_answer_400(
-    start_emulator: StartEmulator, list_name: str, params: dict[str, str], code: int
+    emulator_factory: EmulatorFactory, list_name: str, params: dict[str, str], code: int
 ) -> None:
-    emulator = start_emulator()
+    emulator = emulator_factory()
     http = StudioHttp(emulator.base_url)
     flow, other = (f.sid for f in emulator.dataset.flows)
     tokens = {
@@ -142,16 +140,16 @@ def test_bad_parameters_answer_400(
 
 
 @pytest.mark.parametrize("page_size", [1, 1000])
-def test_page_size_limits_are_inclusive(start_emulator: StartEmulator, page_size: int) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=1200)
+def test_page_size_limits_are_inclusive(emulator_factory: EmulatorFactory, page_size: int) -> None:
+    emulator = emulator_factory(flows=1, engagements=1200)
     body = StudioHttp(emulator.base_url).json(
         f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements", PageSize=page_size
     )
     assert (len(body["engagements"]), body["meta"]["page_size"]) == (page_size, page_size)
 
 
-def test_default_page_size_is_50(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_default_page_size_is_50(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     body = StudioHttp(emulator.base_url).json(f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements")
     assert (len(body["engagements"]), body["meta"]["page_size"]) == (50, 50)
 
@@ -162,9 +160,9 @@ def test_default_page_size_is_50(start_emulator: StartEmulator) -> None:
     [pytest.param(2, "2", id="with_retry_after"), pytest.param(None, None, id="without_retry_after")],
 )
 def test_requests_over_the_concurrency_cap_answer_429(
-    start_emulator: StartEmulator, retry_after: int | None, header: str | None
+    emulator_factory: EmulatorFactory, retry_after: int | None, header: str | None
 ) -> None:
-    emulator = start_emulator(faults=Faults(max_concurrency=1, latency=0.3, retry_after=retry_after))
+    emulator = emulator_factory(faults=Faults(max_concurrency=1, latency=0.3, retry_after=retry_after))
     path = f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements"
     barrier = threading.Barrier(2)
     answers: list[requests.Response] = []
@@ -188,15 +186,15 @@ def test_requests_over_the_concurrency_cap_answer_429(
     assert StudioHttp(emulator.base_url).get(path).status_code == 200
 
 
-def test_the_concurrency_cap_counts_requests_in_flight_not_requests_made(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(faults=Faults(max_concurrency=1, latency=0.05))
+def test_the_concurrency_cap_counts_requests_in_flight_not_requests_made(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(faults=Faults(max_concurrency=1, latency=0.05))
     http = StudioHttp(emulator.base_url)
     assert [http.get("/v1/Flows").status_code for _ in range(5)] == [200] * 5
 
 
 # ------------------------------------------------------------------------ scripted faults
-def test_inject_throttle_answers_429_once(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_inject_throttle_answers_429_once(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     http = StudioHttp(emulator.base_url)
     emulator.inject("throttle")
     r = http.get("/v1/Flows")
@@ -206,8 +204,8 @@ def test_inject_throttle_answers_429_once(start_emulator: StartEmulator) -> None
     assert emulator.pending_faults() == 0
 
 
-def test_inject_error_answers_a_5xx_twilio_error(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_inject_error_answers_a_5xx_twilio_error(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     http = StudioHttp(emulator.base_url)
     emulator.inject("error", times=2)
     for _ in range(2):
@@ -217,8 +215,8 @@ def test_inject_error_answers_a_5xx_twilio_error(start_emulator: StartEmulator) 
     assert http.get("/v1/Flows").status_code == 200
 
 
-def test_inject_drop_closes_the_connection_without_an_answer(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_inject_drop_closes_the_connection_without_an_answer(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     http = StudioHttp(emulator.base_url)
     emulator.inject("drop")
     with pytest.raises(requests.ConnectionError):
@@ -226,8 +224,8 @@ def test_inject_drop_closes_the_connection_without_an_answer(start_emulator: Sta
     assert http.get("/v1/Flows").status_code == 200  # a new connection works
 
 
-def test_inject_truncate_sends_half_the_promised_body(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_inject_truncate_sends_half_the_promised_body(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     emulator.inject("truncate")
     host, port = urlsplit(emulator.base_url).hostname, urlsplit(emulator.base_url).port
     assert host is not None
@@ -245,8 +243,8 @@ def test_inject_truncate_sends_half_the_promised_body(start_emulator: StartEmula
     assert StudioHttp(emulator.base_url).get("/v1/Flows").status_code == 200
 
 
-def test_injected_faults_wait_for_a_matching_path(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_injected_faults_wait_for_a_matching_path(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     http = StudioHttp(emulator.base_url)
     flow = emulator.dataset.flows[0].sid
     emulator.inject("error", path_contains="/Executions")
@@ -257,14 +255,14 @@ def test_injected_faults_wait_for_a_matching_path(start_emulator: StartEmulator)
     assert emulator.pending_faults() == 0
 
 
-def test_inject_rejects_an_unknown_kind(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_inject_rejects_an_unknown_kind(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     with pytest.raises(ValueError, match="fault kind must be one of"):
         emulator.inject("explode")
 
 
-def test_faults_do_not_reach_unauthenticated_requests(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_faults_do_not_reach_unauthenticated_requests(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     emulator.inject("error")
     assert_twilio_error(StudioHttp(emulator.base_url, auth=None).get("/v1/Flows"), 401, 20003)
     assert emulator.pending_faults() == 1

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from tests.emulator.emulator_kit import StudioHttp, parse_date, visible_sids
+from tests.kit.spec import StudioHttp, parse_date, visible_sids
+from tests.kit.studio import EmulatorFactory
 from twilio_studio.emulator import Emulator
 
-StartEmulator = Callable[..., Emulator]
 PAGE_SIZE = 10
 
 
@@ -39,9 +38,9 @@ def _walk(emulator: Emulator, path: str, between_pages: timedelta, **params: Any
 )
 @pytest.mark.parametrize("path", ["/v1/Flows/{flow}/Engagements", "/v2/Flows/{flow}/Executions"])
 def test_a_walk_while_engagements_arrive_returns_exactly_those_visible_at_its_start(
-    start_emulator: StartEmulator, between_pages: timedelta, path: str
+    emulator_factory: EmulatorFactory, between_pages: timedelta, path: str
 ) -> None:
-    emulator = start_emulator(seed=5, flows=1, engagements_per_flow=300, long_running_share=0.4)
+    emulator = emulator_factory(seed=5, flows=1, engagements=300, long_running_share=0.4)
     at_start = visible_sids(emulator, 0)
     records = _walk(emulator, path.format(flow=emulator.dataset.flows[0].sid), between_pages)
     sids = [r["sid"] for r in records]
@@ -56,9 +55,9 @@ def test_a_walk_while_engagements_arrive_returns_exactly_those_visible_at_its_st
     assert created == sorted(created, reverse=True)
 
 
-def test_a_walk_across_retention_never_repeats_nor_invents(start_emulator: StartEmulator) -> None:
+def test_a_walk_across_retention_never_repeats_nor_invents(emulator_factory: EmulatorFactory) -> None:
     """Two days per page: the oldest engagements leave retention before the walk reaches them."""
-    emulator = start_emulator(seed=5, flows=1, engagements_per_flow=300)
+    emulator = emulator_factory(seed=5, flows=1, engagements=300)
     at_start = visible_sids(emulator, 0)
     records = _walk(emulator, f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements", timedelta(days=2))
     sids = [r["sid"] for r in records]
@@ -69,9 +68,9 @@ def test_a_walk_across_retention_never_repeats_nor_invents(start_emulator: Start
     assert sids == at_start[: len(sids)], "the walk skipped an engagement that was still visible"
 
 
-def test_engagements_progress_during_a_walk(start_emulator: StartEmulator) -> None:
+def test_engagements_progress_during_a_walk(emulator_factory: EmulatorFactory) -> None:
     """Records read later in a walk show their state at the time of reading, as Twilio's do."""
-    emulator = start_emulator(seed=5, flows=1, engagements_per_flow=300, long_running_share=0.4)
+    emulator = emulator_factory(seed=5, flows=1, engagements=300, long_running_share=0.4)
     flow = emulator.dataset.flows[0]
     http = StudioHttp(emulator.base_url)
     path = f"/v1/Flows/{flow.sid}/Engagements"
@@ -92,9 +91,9 @@ def test_engagements_progress_during_a_walk(start_emulator: StartEmulator) -> No
     ["/v1/Flows/{flow}/Engagements", "/v1/Flows/{flow}/Executions", "/v2/Flows/{flow}/Executions"],
 )
 def test_previous_page_url_leads_back_to_the_previous_page(
-    start_emulator: StartEmulator, between_pages: timedelta, path: str
+    emulator_factory: EmulatorFactory, between_pages: timedelta, path: str
 ) -> None:
-    emulator = start_emulator(seed=9, flows=1, engagements_per_flow=200)
+    emulator = emulator_factory(seed=9, flows=1, engagements=200)
     http = StudioHttp(emulator.base_url)
     body = http.json(path.format(flow=emulator.dataset.flows[0].sid), PageSize=PAGE_SIZE)
     key = body["meta"]["key"]
@@ -113,8 +112,8 @@ def test_previous_page_url_leads_back_to_the_previous_page(
     assert http.json(pages[1]["meta"]["previous_page_url"])["meta"]["previous_page_url"] is None
 
 
-def test_the_last_page_has_a_null_next_page_url(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=25)
+def test_the_last_page_has_a_null_next_page_url(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=25)
     http = StudioHttp(emulator.base_url)
     pages = list(http.pages(f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements", PageSize=10))
     assert [len(p["engagements"]) for p in pages] == [10, 10, 5]
@@ -122,8 +121,8 @@ def test_the_last_page_has_a_null_next_page_url(start_emulator: StartEmulator) -
     assert [p["meta"]["next_page_url"] is None for p in pages] == [False, False, True]
 
 
-def test_filters_survive_pagination(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(seed=5, flows=1, engagements_per_flow=300, long_running_share=0.4)
+def test_filters_survive_pagination(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(seed=5, flows=1, engagements=300, long_running_share=0.4)
     http = StudioHttp(emulator.base_url)
     path = f"/v2/Flows/{emulator.dataset.flows[0].sid}/Executions"
     window = {"DateCreatedFrom": "2026-02-25T00:00:00Z", "DateCreatedTo": "2026-03-01T00:00:00Z"}

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks as st
 
-from tests.emulator.emulator_kit import ACCOUNT_AUTH, SPEC_DIR
+from tests.kit.spec import ACCOUNT_AUTH, SPEC_DIR
+from tests.kit.studio import listed_views
 from twilio_studio.emulator import Dataset, Emulator
 
 # operations the emulator does not serve: Flow management of v2 (and v1's DeleteFlow) is not among
@@ -74,11 +75,11 @@ DATASET = dict(seed=3, flows=2, engagements_per_flow=300)
 
 def real_sids() -> dict[str, str]:
     """SIDs the emulator of ``live`` serves at its start, in its first flow: an ended engagement with
-    steps and one of its steps to read, another engagement to delete, an active one to end."""
+    steps and one of its steps to read, another engagement to delete, an active one to end.
+    """
     d = Dataset(**DATASET)
     flow = d.flows[0]
-    lo, hi = d.index_range(flow, d.start)
-    views = [d.view(d.script(flow, i), d.start) for i in range(hi - 1, lo - 1, -1)]
+    views = [v for v in reversed(listed_views(d, d.start)) if v.script.flow.index == 0]
     ended = [v for v in views if v.steps and v.status == "ended"]
     active = [v for v in views if v.status == "active"]
     return {
@@ -124,7 +125,8 @@ def path_parameters(spec: dict[str, Any], sids: dict[str, str]) -> list[dict[str
 
 def schema(version: str, real_paths: bool) -> Any:
     """The served spec of ``version`` for schemathesis; with ``real_paths``, every path names records
-    that exist, so the query, body and headers are what varies; without, paths are generated too."""
+    that exist, so the query, body and headers are what varies; without, paths are generated too.
+    """
     spec = served_spec(version)
     config: dict[str, Any] = {
         "generation": {"mode": "all", "max-examples": MAX_EXAMPLES if real_paths else MAX_EXAMPLES // 2},
@@ -158,7 +160,7 @@ STRICTER_THAN_THE_SCHEMA = (
 
 
 def valid_data_is_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
-    """schemathesis' positive_data_acceptance, less the 400s where Twilio is stricter than its schema."""
+    """Schemathesis' positive_data_acceptance, less the 400s where Twilio is stricter than its schema."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return None
     if response.status_code < 400 or response.status_code in (401, 404):  # 404: SIDs that do not exist

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.emulator.emulator_kit import StudioHttp, operation_for, spec_errors
+from tests.kit.spec import StudioHttp, operation_for, spec_errors
+from tests.kit.studio import listed_views
 from twilio_studio.emulator import Dataset, Emulator
 
 SEEDS = (1, 2, 3)
@@ -37,15 +38,13 @@ class Seeded:
 
 def _samples(emulator: Emulator) -> list[tuple[str, str]]:
     """Per flow: the newest, the oldest, every 15th, and every special case (active, null date, hidden context)."""
-    dataset, now = emulator.dataset, emulator.now()
     picked: list[tuple[str, str]] = []
-    for flow in dataset.flows:
-        lo, hi = dataset.index_range(flow, now)
-        for i in range(lo, hi):
-            script = dataset.script(flow, i)
-            view = dataset.view(script, now)
+    for flow in emulator.dataset.flows:
+        views = [view for view in listed_views(emulator) if view.script.flow == flow]
+        for n, view in enumerate(views):
+            script = view.script
             special = view.status == "active" or view.date_updated is None or script.context_only_on_endpoint
-            if special or i in (lo, hi - 1) or i % 15 == 0:
+            if special or n in (0, len(views) - 1) or script.index % 15 == 0:
                 picked.append((flow.sid, script.sid))
     return picked
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.emulator.emulator_kit import StudioHttp, spec_errors
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.spec import StudioHttp, spec_errors
+from tests.kit.studio import listed_views, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.report import build_report, duckdb_reader
 
@@ -69,8 +70,7 @@ def test_subflow_steps_name_the_parent_step_and_walk_the_subflow(emu: Emulator) 
 def test_the_source_keeps_parent_step_sid_and_the_walk_order(emu: Emulator, tmp_path: Path) -> None:
     loaded = Loaded(tmp_path)
     loaded.run(make_source(emu.base_url).with_resources("flows", "flow_revisions", "engagements", "engagement_steps"))
-    d, now = emu.dataset, emu.now()
-    views = [d.view(d.script(f, i), now) for f in d.flows for i in range(*d.index_range(f, now))]
+    views = listed_views(emu)
     got = {r[0]: r[1:] for r in loaded.sql("SELECT sid, step_index, parent_step_sid FROM engagement_steps")}
     want = {s.sid: (n, s.parent_step_sid) for v in views for n, s in enumerate(v.steps)}
     assert got == want

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.emulator.emulator_kit import StudioHttp
+from tests.kit.spec import StudioHttp, visible_sids
 from twilio_studio.emulator import Dataset, Emulator
 
 SPAN = timedelta(days=21)
@@ -72,8 +72,7 @@ def test_the_emulator_serves_shaped_traffic_consistently() -> None:
         http = StudioHttp(emu.base_url)
         for flow in d.flows:
             listed = http.records(f"/v1/Flows/{flow.sid}/Engagements", PageSize=100)
-            lo, hi = d.index_range(flow, emu.now())
-            assert [e["sid"] for e in listed] == [d.script(flow, i).sid for i in reversed(range(lo, hi))]
+            assert [e["sid"] for e in listed] == visible_sids(emu, flow.index)
             window = {"DateCreatedFrom": "2026-02-26T00:00:00Z", "DateCreatedTo": "2026-02-28T00:00:00Z"}
             executions = http.records(f"/v2/Flows/{flow.sid}/Executions", PageSize=100, **window)
             want = [e["sid"] for e in listed if "2026-02-26" <= e["date_created"] < "2026-02-28"]

@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlencode
-
 import pytest
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client
 
-from tests.emulator.emulator_kit import ACCOUNT_AUTH, API_KEY_AUTH, CREDENTIALS, visible_sids
-from twilio_studio.emulator import Emulator
-
-TWILIO_STUDIO = "https://studio.twilio.com"
-StartEmulator = Callable[..., Emulator]
-
-
-class EmulatorHttpClient(TwilioHttpClient):
-    """Sends the SDK's requests for https://studio.twilio.com to the emulator; other URLs go unchanged.
-
-    Page URLs the SDK follows (meta.next_page_url) already name the emulator and pass through.
-    """
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(timeout=30)
-        self.base_url = base_url
-        self.urls: list[str] = []
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        if url.startswith(TWILIO_STUDIO + "/"):
-            url = self.base_url + url[len(TWILIO_STUDIO) :]
-        params = kwargs.get("params") or (args[0] if args else None)
-        self.urls.append(url + ("?" + urlencode(params) if params else ""))
-        return super().request(method, url, *args, **kwargs)
-
-
-def _client(emulator: Emulator, credentials: str) -> tuple[Client, EmulatorHttpClient]:
-    http_client = EmulatorHttpClient(emulator.base_url)
-    if credentials == "api_key":
-        client = Client(*API_KEY_AUTH, account_sid=CREDENTIALS.account_sid, http_client=http_client)
-    else:
-        client = Client(*ACCOUNT_AUTH, http_client=http_client)
-    return client, http_client
+from tests.kit.sdk import EmulatorHttpClient, sdk_client
+from tests.kit.spec import CREDENTIALS, visible_sids
+from tests.kit.studio import EmulatorFactory
 
 
 @pytest.mark.parametrize("credentials", ["auth_token", "api_key"])
@@ -57,10 +21,10 @@ def _client(emulator: Emulator, credentials: str) -> tuple[Client, EmulatorHttpC
     ],
 )
 def test_sdk_lists_exactly_the_emulators_flows_and_engagements(
-    start_emulator: StartEmulator, credentials: str, flows: int, engagements: int, page_size: int
+    emulator_factory: EmulatorFactory, credentials: str, flows: int, engagements: int, page_size: int
 ) -> None:
-    emulator = start_emulator(seed=11, flows=flows, engagements_per_flow=engagements)
-    client, http_client = _client(emulator, credentials)
+    emulator = emulator_factory(seed=11, flows=flows, engagements=engagements)
+    client, http_client = sdk_client(emulator, credentials)
 
     listed_flows = client.studio.v1.flows.list()
     assert [f.sid for f in listed_flows] == [f.sid for f in reversed(emulator.dataset.flows)]
@@ -81,9 +45,9 @@ def test_sdk_lists_exactly_the_emulators_flows_and_engagements(
         assert all("PageToken=" in url for url in pages[1:])
 
 
-def test_sdk_reads_an_engagements_context_and_steps(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(seed=11)
-    client, _ = _client(emulator, "auth_token")
+def test_sdk_reads_an_engagements_context_and_steps(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(seed=11)
+    client, _ = sdk_client(emulator, "auth_token")
     dataset = emulator.dataset
     flow = dataset.flows[0]
     sid = visible_sids(emulator, 0)[-1]  # the oldest: it has ended and has all its steps
@@ -109,17 +73,17 @@ def test_sdk_reads_an_engagements_context_and_steps(start_emulator: StartEmulato
     assert steps[0].transitioned_to == "Ended"
 
 
-def test_sdk_raises_twilios_error_for_an_unknown_engagement(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
-    client, _ = _client(emulator, "auth_token")
+def test_sdk_raises_twilios_error_for_an_unknown_engagement(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
+    client, _ = sdk_client(emulator, "auth_token")
     flow = emulator.dataset.flows[0].sid
     with pytest.raises(TwilioRestException) as err:
         client.studio.v1.flows(flow).engagements("FN" + "0" * 32).fetch()
     assert (err.value.status, err.value.code) == (404, 20404)
 
 
-def test_sdk_raises_twilios_error_for_wrong_credentials(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator()
+def test_sdk_raises_twilios_error_for_wrong_credentials(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory()
     client = Client(CREDENTIALS.account_sid, "wrong-token", http_client=EmulatorHttpClient(emulator.base_url))
     with pytest.raises(TwilioRestException) as err:
         client.studio.v1.flows(emulator.dataset.flows[0].sid).fetch()

@@ -1,28 +1,27 @@
 """The seeds' write operations: create, end and delete engagements and executions, through Twilio's
-own SDK and plain HTTP; a created run walks its flow as the clock moves, a deleted one is gone."""
+own SDK and plain HTTP; a created run walks its flow as the clock moves, a deleted one is gone.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from tests.emulator.emulator_kit import StudioHttp, parse_date, spec_errors, visible_sids
-from tests.emulator.test_emulator_twilio_sdk import _client
-from twilio_studio.emulator import Emulator
+from tests.kit.sdk import sdk_client
+from tests.kit.spec import StudioHttp, parse_date, spec_errors, visible_sids
+from tests.kit.studio import EmulatorFactory
 
-StartEmulator = Callable[..., Emulator]
 CONTACT, FLOW_NUMBER = "+14155550123", "+15005550006"
 KINDS = ["v1/Flows/{flow}/Engagements", "v1/Flows/{flow}/Executions", "v2/Flows/{flow}/Executions"]
 PARAMETERS = {"name": "Zeke", "order": {"id": "ORD-7", "items": [{"sku": "A1", "qty": 2}]}, "vip": True}
 
 
-def test_sdk_creates_reads_and_deletes_an_engagement(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=2, engagements_per_flow=30)
-    client, _ = _client(emulator, "auth_token")
+def test_sdk_creates_reads_and_deletes_an_engagement(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=2, engagements=30)
+    client, _ = sdk_client(emulator, "auth_token")
     flow_sid = emulator.dataset.flows[1].sid
     engagements = client.studio.v1.flows(flow_sid).engagements
 
@@ -66,9 +65,9 @@ def test_sdk_creates_reads_and_deletes_an_engagement(start_emulator: StartEmulat
     assert [e.sid for e in engagements.list()] == visible_sids(emulator, 1)
 
 
-def test_sdk_creates_ends_and_deletes_executions(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=20)
-    client, _ = _client(emulator, "api_key")
+def test_sdk_creates_ends_and_deletes_executions(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=20)
+    client, _ = sdk_client(emulator, "api_key")
     flow_sid = emulator.dataset.flows[0].sid
     v2 = client.studio.v2.flows(flow_sid).executions
     created = v2.create(to=CONTACT, from_=FLOW_NUMBER, parameters={"campaign": "spring"})
@@ -94,8 +93,8 @@ def test_sdk_creates_ends_and_deletes_executions(start_emulator: StartEmulator) 
     assert err.value.status == 404
 
 
-def test_deleting_a_datasets_engagement(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=2, engagements_per_flow=40)
+def test_deleting_a_datasets_engagement(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=2, engagements=40)
     http = StudioHttp(emulator.base_url)
     flow = emulator.dataset.flows[0]
     before = visible_sids(emulator, 0)
@@ -117,8 +116,8 @@ def test_deleting_a_datasets_engagement(start_emulator: StartEmulator) -> None:
     )
 
 
-def test_created_runs_list_newest_first_among_the_datasets(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=300)
+def test_created_runs_list_newest_first_among_the_datasets(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=300)
     http = StudioHttp(emulator.base_url)
     flow_sid = emulator.dataset.flows[0].sid
     path = f"/v1/Flows/{flow_sid}/Engagements"
@@ -172,9 +171,9 @@ def twilio_error(r: Any) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_refuses_what_twilio_refuses(
-    start_emulator: StartEmulator, kind: str, form: dict[str, str], status: int, code: int, message: str
+    emulator_factory: EmulatorFactory, kind: str, form: dict[str, str], status: int, code: int, message: str
 ) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=5)
+    emulator = emulator_factory(flows=1, engagements=5)
     http = StudioHttp(emulator.base_url)
     url = f"{emulator.base_url}/{kind.format(flow=emulator.dataset.flows[0].sid)}"
     r = http.session.post(url, data=form, timeout=10)
@@ -193,9 +192,9 @@ def test_create_refuses_what_twilio_refuses(
     ],
 )
 def test_update_execution_refuses_other_statuses(
-    start_emulator: StartEmulator, form: dict[str, str], status: int, code: int
+    emulator_factory: EmulatorFactory, form: dict[str, str], status: int, code: int
 ) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=5)
+    emulator = emulator_factory(flows=1, engagements=5)
     flow_sid = emulator.dataset.flows[0].sid
     sid = visible_sids(emulator, 0)[0]
     r = StudioHttp(emulator.base_url).session.post(
@@ -204,8 +203,8 @@ def test_update_execution_refuses_other_statuses(
     assert r.status_code == status and twilio_error(r)["code"] == code
 
 
-def test_writes_need_credentials_and_a_known_flow(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=5)
+def test_writes_need_credentials_and_a_known_flow(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=5)
     flow_sid = emulator.dataset.flows[0].sid
     url = f"{emulator.base_url}/v1/Flows/{flow_sid}/Engagements"
     anonymous = StudioHttp(emulator.base_url, auth=None).session
@@ -248,9 +247,9 @@ def test_writes_need_credentials_and_a_known_flow(start_emulator: StartEmulator)
     ],
 )
 def test_query_parameters_never_cost_a_connection(
-    start_emulator: StartEmulator, query: dict[str, str], status: int
+    emulator_factory: EmulatorFactory, query: dict[str, str], status: int
 ) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=30)
+    emulator = emulator_factory(flows=1, engagements=30)
     http = StudioHttp(emulator.base_url)
     path = f"/v2/Flows/{emulator.dataset.flows[0].sid}/Executions"
     r = http.get(path, **query)
@@ -264,8 +263,8 @@ def test_query_parameters_never_cost_a_connection(
     assert http.get(path).status_code == 200  # the same keep-alive connection still serves
 
 
-def test_page_number_is_client_state_of_any_size(start_emulator: StartEmulator) -> None:
-    emulator = start_emulator(flows=1, engagements_per_flow=30)
+def test_page_number_is_client_state_of_any_size(emulator_factory: EmulatorFactory) -> None:
+    emulator = emulator_factory(flows=1, engagements=30)
     body = StudioHttp(emulator.base_url).json(f"/v1/Flows/{emulator.dataset.flows[0].sid}/Engagements",
                                               Page="18446744073709551616", PageSize="10")  # fmt: skip
     assert body["meta"]["page"] == 18446744073709551616 and len(body["engagements"]) == 10

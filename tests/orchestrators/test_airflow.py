@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN
 from twilio_studio.emulator import Dataset, Emulator, Subaccount
 
 CHILD = Path(__file__).with_name("airflow_child.py")

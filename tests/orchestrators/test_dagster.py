@@ -1,5 +1,6 @@
 """Dagster, for real and in process: the assets materialize per account partition against the emulator
-into DuckDB; partitions run at once keep their own state; a failing partition fails alone."""
+into DuckDB; partitions run at once keep their own state; a failing partition fails alone.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import duckdb
 import pytest
 from dagster_dlt import DagsterDltResource
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, make_source
 from twilio_studio.dagster import twilio_studio_assets
 from twilio_studio.emulator import Dataset, Emulator, Faults, Subaccount
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres.test_postgres import PgLoaded, _require_postgres  # noqa: F401  (skips or fails without PostgreSQL)
-from tests.source.conftest import make_source
-from tests.source.test_card_data import ALL, distinctive, leaks_in_files, served_card_values, text_cells
+from tests.kit.postgres import PgLoaded
+from tests.kit.scenarios import WITH_STEPS, distinctive, leaks_in_files, served_card_values, text_cells
+from tests.kit.studio import make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.redact import CARD_FIELDS, MARKER
 
@@ -32,7 +32,7 @@ def payments() -> Iterator[Emulator]:
 def test_card_values_in_postgres(payments: Emulator, pg: PgLoaded, tmp_path: Path, keep: bool) -> None:
     needles = distinctive(served_card_values(payments))
     assert len(needles) > 50
-    pg.run(make_source(payments.base_url, widget_fields="all", keep_card_data=keep).with_resources(*ALL))
+    pg.run(make_source(payments.base_url, widget_fields="all", keep_card_data=keep).with_resources(*WITH_STEPS))
     cells = text_cells(pg.sql, pg.dataset, ("TEXT", "JSONB", "CHARACTER VARYING"))
     assert len(cells) > 3_000
     in_tables = {n for n in needles for cell in cells if n in cell}

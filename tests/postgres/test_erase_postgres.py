@@ -1,5 +1,6 @@
 """Erasure of one contact in PostgreSQL, through dlt's sql_client: the contact's address and hash are
-nowhere afterwards (dataset and staging dataset), every other row is as it was."""
+nowhere afterwards (dataset and staging dataset), every other row is as it was.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.postgres.test_postgres import PgLoaded, _require_postgres  # noqa: F401  (skips or fails without PostgreSQL)
-from tests.source.conftest import make_source
-from tests.source.test_erase import ALL, KEY, contact_with_steps
+from tests.kit.postgres import PgLoaded
+from tests.kit.scenarios import ERASURE_KEY, WITH_STEPS, contact_with_steps
+from tests.kit.studio import make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.erase import contact_values, erase_contact
 
@@ -49,17 +50,17 @@ def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(
     ("write_mode", "key"),
-    [pytest.param("merge", KEY, id="merge_pseudonymized"), pytest.param("scd2", None, id="scd2_every_version")],
+    [pytest.param("merge", ERASURE_KEY, id="merge_pseudonymized"), pytest.param("scd2", None, id="scd2_every_version")],
 )
 def test_erase_in_postgres(pg: PgLoaded, write_mode: str, key: str | None) -> None:
     options: dict[str, Any] = {"write_mode": write_mode, "widget_fields": "all"}
     if key:
         options["pseudonymize_key"] = key
     with Emulator(Dataset(seed=31, flows=2, engagements_per_flow=40, long_running_share=0.5)) as emu:
-        pg.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        pg.run(make_source(emu.base_url, **options).with_resources(*WITH_STEPS))
         first = emu.now()
         emu.advance(hours=30)
-        pg.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        pg.run(make_source(emu.base_url, **options).with_resources(*WITH_STEPS))
         address = contact_with_steps(emu, since=first)
     needles = contact_values(address, key)
     assert cells_with(pg, needles)

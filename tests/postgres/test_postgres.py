@@ -6,60 +6,16 @@ it these tests skip on a developer's machine, and fail under CI=true.
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import dlt
 import pytest
 
-from tests.source.conftest import Loaded, expected_sids, make_source
-from twilio_studio.emulator import Emulator
+from tests.kit.duck import Loaded
+from tests.kit.postgres import PgLoaded
+from tests.kit.studio import EmulatorFactory, expected_sids, make_source
 
-POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
 CHILD_TABLES = ("engagements__widgets", "engagements__widgets__fields", "engagements__flow_data",
                 "engagements__flow_variables")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _require_postgres() -> None:
-    if not POSTGRES_URL:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but TWILIO_STUDIO_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
-        pytest.skip("set TWILIO_STUDIO_TEST_POSTGRES to run the PostgreSQL tests")
-
-
-class PgLoaded:
-    def __init__(self, tmp_path: Any) -> None:
-        self.dataset = f"ts_{uuid.uuid4().hex[:10]}"
-        self.pipeline = dlt.pipeline(
-            pipeline_name=f"pg_{self.dataset}",
-            destination=dlt.destinations.postgres(credentials=POSTGRES_URL),
-            dataset_name=self.dataset,
-            pipelines_dir=str(tmp_path / "pg_pipelines"),
-        )
-
-    def run(self, source: Any) -> dict[str, int]:
-        self.pipeline.run(source)  # dlt's defaults, as a library user runs it
-        counts = self.pipeline.last_trace.last_normalize_info.row_counts
-        return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
-
-    def sql(self, query: str) -> list[tuple[Any, ...]]:
-        with self.pipeline.sql_client() as client:
-            return [tuple(r) for r in client.execute_sql(query.replace("{ds}", self.dataset))]
-
-    def drop(self) -> None:
-        with self.pipeline.sql_client() as client:
-            client.execute_sql(f'DROP SCHEMA IF EXISTS "{self.dataset}" CASCADE')
-            client.execute_sql(f'DROP SCHEMA IF EXISTS "{self.dataset}_staging" CASCADE')
-
-
-@pytest.fixture
-def pg(tmp_path: Any) -> Iterator[PgLoaded]:
-    loaded = PgLoaded(tmp_path)
-    yield loaded
-    loaded.drop()
 
 
 def snapshot_pg(pg: PgLoaded) -> dict[str, Any]:
@@ -92,7 +48,7 @@ def snapshot_duck(duck: Loaded) -> dict[str, Any]:
 
 
 def test_postgres_matches_duckdb_through_incremental_runs(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded, pg: PgLoaded
+    emulator_factory: EmulatorFactory, loaded: Loaded, pg: PgLoaded
 ) -> None:
     emu = emulator_factory(flows=3, engagements=150)
     loaded.run(make_source(emu.base_url))
@@ -108,7 +64,7 @@ def test_postgres_matches_duckdb_through_incremental_runs(
 
 
 def test_sixty_flows_with_distinct_widget_names_load_into_postgres(
-    emulator_factory: Callable[..., Emulator], pg: PgLoaded
+    emulator_factory: EmulatorFactory, pg: PgLoaded
 ) -> None:
     emu = emulator_factory(flows=60, engagements=4)
     pg.run(make_source(emu.base_url))
@@ -136,7 +92,7 @@ DEFINITION_QUERIES = {
 
 @pytest.mark.parametrize("query", list(DEFINITION_QUERIES), ids=list(DEFINITION_QUERIES))
 def test_definitions_and_steps_in_postgres_match_duckdb(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded, pg: PgLoaded, query: str
+    emulator_factory: EmulatorFactory, loaded: Loaded, pg: PgLoaded, query: str
 ) -> None:
     emu = emulator_factory(flows=3, engagements=40)
     resources = ("flows", "flow_revisions", "engagements", "engagement_steps")
@@ -155,7 +111,7 @@ def test_definitions_and_steps_in_postgres_match_duckdb(
     [pytest.param(None, id="dlt_defaults"), pytest.param("csv", id="csv_asked_for")],
 )
 def test_empty_strings_stay_empty_whatever_loader_format_the_user_asks_for(
-    emulator_factory: Callable[..., Emulator], pg: PgLoaded, loader_file_format: str | None
+    emulator_factory: EmulatorFactory, pg: PgLoaded, loader_file_format: str | None
 ) -> None:
     emu = emulator_factory(flows=2, engagements=60)
     kwargs = {"loader_file_format": loader_file_format} if loader_file_format else {}

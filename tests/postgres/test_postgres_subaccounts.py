@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.postgres.test_postgres import PgLoaded, _require_postgres, pg  # noqa: F401  (fixtures)
-from tests.source.conftest import Loaded, make_source
-from tests.source.test_subaccounts import EVERY_TABLE, active, sids_of
+from tests.kit.duck import Loaded
+from tests.kit.postgres import PgLoaded
+from tests.kit.scenarios import EVERY_TABLE, active, sids_of
+from tests.kit.studio import make_source
 from twilio_studio import account_report
 from twilio_studio.emulator import Dataset, Emulator, Subaccount
 
@@ -26,7 +27,7 @@ def source(emu: Emulator) -> Any:
     return src.with_resources("flows", "engagements", "engagement_steps")
 
 
-def test_subaccounts_load_into_postgres_as_into_duckdb(emu: Emulator, pg: PgLoaded, loaded: Loaded) -> None:  # noqa: F811
+def test_subaccounts_load_into_postgres_as_into_duckdb(emu: Emulator, pg: PgLoaded, loaded: Loaded) -> None:
     with account_report() as report:
         pg.run(source(emu))
     assert report.failed == {}

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tests.cli.test_cli import cli
-from tests.reliability.helpers import Answer, DynamicStudio, failure_text, routes, source_env
-from tests.source.conftest import Loaded, make_source
-from tests.source.scripted import engagement, flow, page
+from tests.kit.cli import cli
+from tests.kit.duck import Loaded
+from tests.kit.loopback import Answer, DynamicStudio, engagement, flow, page, routes
+from tests.kit.studio import failure_text, make_source, source_env
 
 FLOW = "FW" + "3" * 32
 OTHER_FLOW = "FW" + "4" * 32

@@ -20,7 +20,7 @@ import sys
 import traceback
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tests.reliability.helpers import duck_pipeline, source_env
-from tests.source.conftest import make_source
+from tests.kit.duck import duckdb_pipeline
+from tests.kit.studio import EmulatorFactory, make_source, source_env
 from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults
 
 DEBUG_CLI = Path(__file__).with_name("debug_cli.py")
@@ -177,7 +177,7 @@ def test_secrets_appear_nowhere_in_logs_state_packages_trace_or_destination(tmp_
     ],
 )  # fmt: skip
 def test_exception_texts_and_traces_never_carry_the_secret(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, credentials: dict[str, Any], fault: str | None
+    emulator_factory: EmulatorFactory, tmp_path: Path, credentials: dict[str, Any], fault: str | None
 ) -> None:
     token, api_secret, wrong = secrets()
     emu = emulator_factory(flows=1, engagements=5)
@@ -189,7 +189,7 @@ def test_exception_texts_and_traces_never_carry_the_secret(
     values = {k: {"wrong": wrong, "key": api_secret}.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
     if fault:
         emu.inject(fault, times=1000, path_contains="/Engagements")
-    pipeline = duck_pipeline(tmp_path, "exc")
+    pipeline = duckdb_pipeline(tmp_path, "exc")
     with pytest.raises(PipelineStepFailed) as err:
         pipeline.run(make_source(emu.base_url, max_attempts=2, **values), loader_file_format="parquet")
     texts = []

@@ -18,9 +18,9 @@ from typing import Any
 import dlt
 import pytest
 
-from tests.reliability.helpers import Answer, DynamicStudio, routes
-from tests.source.conftest import Loaded, make_source
-from tests.source.scripted import engagement, flow, page
+from tests.kit.duck import Loaded
+from tests.kit.loopback import Answer, DynamicStudio, engagement, flow, page, routes
+from tests.kit.studio import make_source
 
 POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
 FLOW = "FW" + "5" * 32

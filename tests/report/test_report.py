@@ -22,7 +22,8 @@ import dlt
 import duckdb
 import pytest
 
-from tests.source.conftest import Loaded, expected_sids, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import expected_sids, listed_views, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
 from twilio_studio.report import (
@@ -63,22 +64,12 @@ class Studio:
 
     def views(self) -> list[EngagementView]:
         """Every engagement as the emulator shows it now (computed from its dataset, not HTTP)."""
-        return emulator_views(self.emu)
+        return listed_views(self.emu)
 
     @cached_property
     def page(self) -> str:
         """The report as HTML, rendered once (its charts take seconds)."""
         return render_html(self.report)
-
-
-def emulator_views(emu: Emulator) -> list[EngagementView]:
-    """Every engagement as the emulator shows it now (computed from its dataset, not HTTP)."""
-    d, now = emu.dataset, emu.now()
-    out = []
-    for flow in d.flows:
-        lo, hi = d.index_range(flow, now)
-        out += [d.view(d.script(flow, i), now) for i in range(lo, hi)]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -554,7 +545,7 @@ class History:
         return VERSION_COLUMN[self.mode]
 
     def flow_of(self) -> dict[str, str]:
-        return {v.script.sid: v.script.flow.sid for v in emulator_views(self.emu)}
+        return {v.script.sid: v.script.flow.sid for v in listed_views(self.emu)}
 
     def went_active_to_ended(self) -> set[str]:
         """SIDs active at the first load that the emulator shows ended now (as tests/source/test_history.py)."""
@@ -564,10 +555,10 @@ class History:
 def load_twice(emu: Emulator, loaded: Loaded, mode: str, **options: Any) -> tuple[dict[str, str], dict[str, str]]:
     """Loads, lets six days pass (active engagements end), loads again; the emulator's statuses at each load."""
     loaded.run(make_source(emu.base_url, write_mode=mode, **options))
-    first = {v.script.sid: v.status for v in emulator_views(emu)}
+    first = {v.script.sid: v.status for v in listed_views(emu)}
     emu.advance(days=6)
     loaded.run(make_source(emu.base_url, write_mode=mode, **options))
-    return first, {v.script.sid: v.status for v in emulator_views(emu)}
+    return first, {v.script.sid: v.status for v in listed_views(emu)}
 
 
 @pytest.fixture(scope="module", params=["scd2", "append"])
@@ -645,7 +636,7 @@ def test_first_versions_equal_the_emulator_at_each_load(history: History) -> Non
 
 
 def test_active_times_equal_the_emulator(history: History) -> None:
-    by_sid = {v.script.sid: v for v in emulator_views(history.emu)}
+    by_sid = {v.script.sid: v for v in listed_views(history.emu)}
     second_load = history.loaded.scalar(f"SELECT max({history.column}) FROM engagements")
     day = second_load.astimezone(timezone.utc).date()  # every active -> ended version is from the second load
     hours: dict[str, list[float]] = {}
@@ -728,7 +719,7 @@ def funnel_counts(report: ReportData) -> tuple[dict[tuple[str, str], int], dict[
 def test_versioned_sections_count_each_engagement_once(history: History) -> None:
     rows, sids = history.loaded.sql("SELECT count(*), count(DISTINCT sid) FROM engagements")[0]
     assert rows > sids, "the dataset must hold several versions of some engagements"
-    views = emulator_views(history.emu)
+    views = listed_views(history.emu)
     report = history.report
     assert report.total_engagements == sids == len(views)
     assert {(s.flow_sid, s.status): s.count for s in report.status} == status_counts(views)
@@ -740,7 +731,7 @@ def test_versioned_sections_count_each_engagement_once(history: History) -> None
 
 
 def test_versioned_funnel_uses_the_current_versions_widgets(history: History) -> None:
-    views = emulator_views(history.emu)
+    views = listed_views(history.emu)
     assert funnel_counts(history.report) == emulator_funnel(views)
     assert history.report.funnel_entered == dict(Counter(v.script.flow.sid for v in views if v.steps))
 
@@ -932,10 +923,10 @@ def test_postgres_versioned_load_gives_the_emulators_transitions(mode: str, tmp_
     emu = Emulator(Dataset(seed=11, flows=2, engagements_per_flow=150)).start()
     try:
         pipeline.run(make_source(emu.base_url, write_mode=mode))
-        first = {v.script.sid: v.status for v in emulator_views(emu)}
+        first = {v.script.sid: v.status for v in listed_views(emu)}
         emu.advance(days=6)
         pipeline.run(make_source(emu.base_url, write_mode=mode))
-        views = emulator_views(emu)
+        views = listed_views(emu)
         last = {v.script.sid: v.status for v in views}
         flow_of = {v.script.sid: v.script.flow.sid for v in views}
         dated = {v.script.sid for v in views if v.date_updated is not None}

@@ -1,5 +1,6 @@
 """The report's flow graphs: the design of the revision most engagements ran, counts on every transition,
-drop-off by widget type; from steps when loaded, from the context otherwise; DuckDB and PostgreSQL alike."""
+drop-off by widget type; from steps when loaded, from the context otherwise; DuckDB and PostgreSQL alike.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 import dlt
 import pytest
 
-from tests.report.test_report import emulator_views
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import listed_views, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
 from twilio_studio.report import (
@@ -55,7 +56,7 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graphs]:
             emu,
             build_report(duckdb_reader(with_steps.db, DATASET), DATASET),
             build_report(duckdb_reader(default.db, DATASET), DATASET),
-            emulator_views(emu),
+            listed_views(emu),
         )
 
 

@@ -1,76 +1,21 @@
 """Card data never lands: the Capture Payments values the emulator served are nowhere in the
-destination, nor in the pipeline's files (extracted, normalized and loaded packages)."""
+destination, nor in the pipeline's files (extracted, normalized and loaded packages).
+"""
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.scenarios import WITH_STEPS, distinctive, leaks_in_files, served_card_values, text_cells
+from tests.kit.studio import make_source
 from twilio_studio import ConfigurationError
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.redact import CARD_FIELDS, MARKER
-
-ALL = ("flows", "engagements", "engagement_steps", "executions", "execution_steps")
-
-
-def served_card_values(emu: Emulator) -> dict[str, set[str]]:
-    """Every card value the emulator shows now, by field (computed from its dataset, not over HTTP)."""
-    d, now = emu.dataset, emu.now()
-    out: dict[str, set[str]] = {name: set() for name in CARD_FIELDS}
-    for flow in d.flows:
-        for i in range(*d.index_range(flow, now)):
-            for step in d.view(d.script(flow, i), now).steps:
-                if step.widget.type == "capture-payments":
-                    for name in CARD_FIELDS:
-                        if step.output.get(name):
-                            out[name].add(step.output[name])
-    return out
-
-
-def distinctive(served: dict[str, set[str]]) -> set[str]:
-    """Card numbers and tokens: values no other data of the emulator can hold by chance."""
-    return served["PaymentCardNumber"] | served["PaymentToken"]
-
-
-def file_texts(root: Path) -> Iterator[tuple[Path, str]]:
-    """The text of every file under ``root``: Parquet decoded, gzip'd files decompressed."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        raw = path.read_bytes()
-        if raw[:4] == b"PAR1":
-            yield path, str(pq.read_table(path).to_pylist())
-        elif raw[:2] == b"\x1f\x8b":
-            yield path, gzip.decompress(raw).decode("utf-8", "replace")
-        else:
-            yield path, raw.decode("utf-8", "replace")
-
-
-def leaks_in_files(root: Path, needles: set[str]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for path, text in file_texts(root):
-        hits = {n for n in needles if n in text}
-        if hits:
-            found[str(path.relative_to(root))] = hits
-    return found
-
-
-def text_cells(sql: Any, schema: str, types: tuple[str, ...]) -> list[str]:
-    """Every text and JSON cell of every table of ``schema``, as text."""
-    kinds = ", ".join(f"'{t}'" for t in types)
-    columns = sql(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        f"WHERE table_schema = '{schema}' AND upper(data_type) IN ({kinds})"
-    )
-    cells: list[str] = []
-    for table, column in columns:
-        query = f'SELECT CAST("{column}" AS TEXT) FROM "{schema}"."{table}" WHERE "{column}" IS NOT NULL'
-        cells.extend(str(r[0]) for r in sql(query))
-    return cells
 
 
 @pytest.fixture
@@ -84,7 +29,7 @@ def test_no_card_value_lands_by_default(payments: Emulator, loaded: Loaded, tmp_
     served = served_card_values(payments)
     needles = distinctive(served)
     assert len(served["PaymentCardNumber"]) > 50 and len(served["PaymentToken"]) > 50
-    loaded.run(make_source(payments.base_url, widget_fields="all").with_resources(*ALL))
+    loaded.run(make_source(payments.base_url, widget_fields="all").with_resources(*WITH_STEPS))
 
     cells = text_cells(loaded.sql, "twilio_studio", ("VARCHAR", "JSON"))
     assert len(cells) > 5_000

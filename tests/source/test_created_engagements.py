@@ -1,5 +1,6 @@
 """An engagement created through the API (CreateEngagement) loads like any other, with its
-parameters as flow data."""
+parameters as flow data.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 import requests
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, expected_sids, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, expected_sids, make_source
 from twilio_studio.emulator import Emulator
 
 PARAMETERS = {"customer": "Zeke", "order": {"id": "ORD-9", "lines": [{"sku": "A1", "qty": 2}]}, "vip": True}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.source.conftest import Loaded, expected_sids, make_source
-from tests.source.scripted import ScriptedStudio, engagement, flow, page
+from tests.kit.duck import Loaded
+from tests.kit.loopback import ScriptedStudio, engagement, flow, page
+from tests.kit.studio import EmulatorFactory, expected_sids, listed, make_source
 from twilio_studio.emulator import Dataset, Emulator
 
 REVISION_PATH = "/Revisions/"
@@ -76,7 +76,7 @@ def test_a_revision_already_loaded_is_never_fetched_again(emulator: Emulator, lo
 
 
 def test_executions_join_the_states_of_their_revision(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=3, engagements=120)
     loaded.run(make_source(emu.base_url).with_resources("flows", "flow_revisions", "executions", "execution_steps"))
@@ -99,8 +99,7 @@ def test_engagements_join_the_revision_published_when_they_were_created(emulator
             "AND r.status = 'published' AND r.date_created <= e.date_created) FROM engagements e"
         )
     )
-    d, now = emulator.dataset, emulator.now()
-    want = {d.script(f, i).sid: d.script(f, i).flow_version for f in d.flows for i in range(*d.index_range(f, now))}
+    want = {script.sid: script.flow_version for script in listed(emulator)}
     assert got == want and set(got) == expected_sids(emulator)
     assert len(set(Counter(want.values()))) >= 2
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import dlt
 import pytest
 
-from tests.source.conftest import make_source
+from tests.kit.studio import EmulatorFactory, make_source
 from twilio_studio.emulator import Emulator
 from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DUCKDB_SETTINGS
 
@@ -18,7 +17,8 @@ ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
 def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
     """memory_limit and preserve_insertion_order of the last connection ``pipeline.run`` opened (the
-    load step's), read from DuckDB itself."""
+    load step's), read from DuckDB itself.
+    """
     from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
     seen: list[dict[str, str]] = []
@@ -46,7 +46,7 @@ def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
 
 
 def test_the_library_path_loads_with_the_cap_and_gives_it_back(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
     emu = emulator_factory(flows=1, engagements=20)
@@ -60,7 +60,7 @@ def test_the_library_path_loads_with_the_cap_and_gives_it_back(
     assert limit not in ("122.0 MiB", "488.2 MiB")
 
 
-def test_the_load_step_gets_the_cap(emulator_factory: Callable[..., Emulator], tmp_path: Path,
+def test_the_load_step_gets_the_cap(emulator_factory: EmulatorFactory, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.delenv(ENV, raising=False)
     emu = emulator_factory(flows=1, engagements=20)
@@ -70,7 +70,7 @@ def test_the_load_step_gets_the_cap(emulator_factory: Callable[..., Emulator], t
 
 
 def test_a_run_that_merges_gets_more_room(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
     emu = emulator_factory(flows=1, engagements=20)
@@ -82,7 +82,7 @@ def test_a_run_that_merges_gets_more_room(
 
 
 def test_a_value_the_user_configured_wins(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV, json.dumps({"memory_limit": "1GB"}))
     emu = emulator_factory(flows=1, engagements=20)

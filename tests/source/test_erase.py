@@ -1,6 +1,7 @@
 """Erasure of one contact (twilio_studio.erase and `twilio-studio erase`) on DuckDB: every row of the
 contact goes, in every table and version, found by the keyed hash too; nothing else changes; with
-Twilio's copies deleted as well, a later load does not bring them back."""
+Twilio's copies deleted as well, a later load does not bring them back.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +9,18 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.scenarios import ERASURE_KEY, WITH_STEPS, contact_with_steps
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, listed, make_source
 from twilio_studio.client import RetryPolicy, StudioClient
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.erase import contact_values, erase_contact
-
-ALL = ("flows", "engagements", "engagement_steps", "executions", "execution_steps")
-KEY = "erasure-test-key"
-
-
-def contact_with_steps(emu: Emulator, since: datetime | None = None) -> str:
-    """The address of a contact whose run (in the first flow) has steps; with ``since``, one whose
-    run was active then and has changed since (two versions in scd2, two snapshots in append)."""
-    d, now = emu.dataset, emu.now()
-    flow = d.flows[0]
-    lo, hi = d.index_range(flow, now)
-    for i in range(lo, hi):
-        script = d.script(flow, i)
-        view = d.view(script, now)
-        if len(view.steps) < 3 or not script.address.startswith("+"):
-            continue
-        if since is not None:
-            then = d.view(script, since)
-            if then.status != "active" or len(then.steps) == len(view.steps) or script.date_created > since:
-                continue
-        return script.address
-    raise AssertionError("no such contact")
 
 
 def snapshot(db: str, schema: str) -> dict[str, Counter[tuple[str, ...]]]:
@@ -85,9 +65,9 @@ def studio(emu: Emulator) -> StudioClient:
     ("write_mode", "key"),
     [
         pytest.param("merge", None, id="merge"),
-        pytest.param("merge", KEY, id="merge_pseudonymized"),
+        pytest.param("merge", ERASURE_KEY, id="merge_pseudonymized"),
         pytest.param("scd2", None, id="scd2_every_version"),
-        pytest.param("append", KEY, id="append_pseudonymized_every_snapshot"),
+        pytest.param("append", ERASURE_KEY, id="append_pseudonymized_every_snapshot"),
     ],
 )
 def test_erase_removes_the_contact_and_nothing_else(loaded: Loaded, write_mode: str, key: str | None) -> None:
@@ -95,10 +75,10 @@ def test_erase_removes_the_contact_and_nothing_else(loaded: Loaded, write_mode: 
         options: dict[str, Any] = {"write_mode": write_mode, "widget_fields": "all"}
         if key:
             options["pseudonymize_key"] = key
-        loaded.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        loaded.run(make_source(emu.base_url, **options).with_resources(*WITH_STEPS))
         first = emu.now()
         emu.advance(hours=30)  # active runs move on: versions and snapshots accumulate
-        loaded.run(make_source(emu.base_url, **options).with_resources(*ALL))
+        loaded.run(make_source(emu.base_url, **options).with_resources(*WITH_STEPS))
         address = contact_with_steps(emu, since=first)
     needles = contact_values(address, key)
     assert cells_with(loaded.db, needles[-1:])  # the contact is in the destination, as stored
@@ -126,7 +106,7 @@ def test_erase_removes_the_contact_and_nothing_else(loaded: Loaded, write_mode: 
 
 def test_erase_in_twilio_keeps_a_later_load_from_bringing_them_back(loaded: Loaded) -> None:
     with Emulator(Dataset(seed=22, flows=2, engagements_per_flow=60, long_running_share=0.6)) as emu:
-        loaded.run(make_source(emu.base_url).with_resources(*ALL))
+        loaded.run(make_source(emu.base_url).with_resources(*WITH_STEPS))
         address = contact_with_steps(emu)
         # a run of the contact that Twilio has and the destination not yet
         emu.api.writes.create(emu.dataset.flows[1], address, "+15005550006", {"late": True}, emu.now())
@@ -134,7 +114,7 @@ def test_erase_in_twilio_keeps_a_later_load_from_bringing_them_back(loaded: Load
         assert report.failed_in_twilio == {}
         assert len(report.deleted_in_twilio) == len({r.sid for r in report.runs}) + 1
         emu.advance(days=2)
-        loaded.run(make_source(emu.base_url, lookback_seconds=30 * 86400).with_resources(*ALL))
+        loaded.run(make_source(emu.base_url, lookback_seconds=30 * 86400).with_resources(*WITH_STEPS))
         assert cells_with(loaded.db, [address]) == []
         assert loaded.scalar("SELECT count(*) FROM engagements") > 100  # the others still load
 
@@ -167,14 +147,14 @@ def test_erase_command(tmp_path: Path) -> None:
             "SOURCES__TWILIO_STUDIO__ACCOUNT_SID": ACCOUNT_SID,
             "SOURCES__TWILIO_STUDIO__AUTH_TOKEN": AUTH_TOKEN,
             "SOURCES__TWILIO_STUDIO__BASE_URL": emu.base_url,
-            "SOURCES__TWILIO_STUDIO__PSEUDONYMIZE_KEY": KEY,
+            "SOURCES__TWILIO_STUDIO__PSEUDONYMIZE_KEY": ERASURE_KEY,
         }
         common = ("--pipelines-dir", str(tmp_path / "p"), "--dataset", "studio")
         run = cli("run", *common, "--resources", "flows,engagements,engagement_steps", cwd=tmp_path, env=env)
         assert run.returncode == 0, run.stderr
         address = contact_with_steps(emu)
         db = str(tmp_path / "twilio_studio_data.duckdb")
-        token = contact_values(address, KEY)[1]
+        token = contact_values(address, ERASURE_KEY)[1]
 
         dry = cli("erase", *common, "--contact", address, "--dry-run", "--in-twilio", cwd=tmp_path, env=env)
         assert dry.returncode == 0, dry.stderr
@@ -189,8 +169,7 @@ def test_erase_command(tmp_path: Path) -> None:
             line.split()[-1] for line in dry.stdout.splitlines() if "studio." in line
         ]
         assert cells_with(db, [token, address]) == []
-        gone = [d.script(f, i).sid for d in [emu.dataset] for f in d.flows for i in range(*d.index_range(f, emu.now()))
-                if d.script(f, i).address == address]  # fmt: skip
+        gone = [script.sid for script in listed(emu) if script.address == address]
         assert gone and all(emu.api.writes.is_deleted(sid) for sid in gone)  # deleted in Twilio
 
         bad = cli("erase", *common, "--contact", " ", cwd=tmp_path, env=env)

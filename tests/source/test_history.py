@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import DEFAULT_ENGAGEMENTS, EmulatorFactory, listed_views, make_source
 from twilio_studio.emulator import Emulator
 
 
 def ended_after(emu: Emulator, sids: set[str]) -> set[str]:
     """Which of these SIDs the emulator shows as ended right now."""
-    d, now = emu.dataset, emu.now()
-    out = set()
-    for flow in d.flows:
-        for i in range(*d.index_range(flow, now)):
-            script = d.script(flow, i)
-            if script.sid in sids and d.view(script, now).status == "ended":
-                out.add(script.sid)
-    return out
+    return {view.script.sid for view in listed_views(emu) if view.script.sid in sids and view.status == "ended"}
 
 
 def two_runs(emu: Emulator, loaded: Loaded, mode: str) -> set[str]:
@@ -31,7 +23,7 @@ def two_runs(emu: Emulator, loaded: Loaded, mode: str) -> set[str]:
     return ended
 
 
-def test_merge_keeps_one_row_per_engagement(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_merge_keeps_one_row_per_engagement(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=2, engagements=150)
     ended = two_runs(emu, loaded, "merge")
     rows = loaded.sql("SELECT sid, status FROM engagements WHERE sid IN (SELECT unnest(?))", sorted(ended))
@@ -39,7 +31,7 @@ def test_merge_keeps_one_row_per_engagement(emulator_factory: Callable[..., Emul
 
 
 def test_scd2_keeps_both_versions_with_validity_and_child_rows(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=2, engagements=150)
     ended = two_runs(emu, loaded, "scd2")
@@ -66,7 +58,7 @@ def test_scd2_run_without_change_adds_no_version(emulator: Emulator, loaded: Loa
     before = loaded.scalar("SELECT count(*) FROM engagements")
     written = loaded.run(make_source(emulator.base_url, write_mode="scd2"))
     assert "engagements" not in written
-    assert loaded.scalar("SELECT count(*) FROM engagements") == before == 120
+    assert loaded.scalar("SELECT count(*) FROM engagements") == before == DEFAULT_ENGAGEMENTS
 
 
 def test_scd2_retention_retires_nothing(emulator: Emulator, loaded: Loaded) -> None:
@@ -78,7 +70,7 @@ def test_scd2_retention_retires_nothing(emulator: Emulator, loaded: Loaded) -> N
     assert first <= still_open
 
 
-def test_append_logs_each_snapshot_with_its_time(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_append_logs_each_snapshot_with_its_time(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=2, engagements=150)
     ended = two_runs(emu, loaded, "append")
     sid = sorted(ended)[0]

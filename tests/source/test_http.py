@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tests.source.conftest import AUTH_TOKEN, Loaded, expected_sids, make_source
-from tests.source.scripted import ScriptedStudio, engagement, flow, page
+from tests.kit.duck import Loaded
+from tests.kit.loopback import ScriptedStudio, engagement, flow, page
+from tests.kit.studio import AUTH_TOKEN, DEFAULT_ENGAGEMENTS, EmulatorFactory, expected_sids, make_source
 from twilio_studio.emulator import Emulator, Faults
 
 FLOW = "FW" + "1" * 32
@@ -37,18 +37,18 @@ def failure_text(err: pytest.ExceptionInfo[BaseException]) -> str:
     ],
 )
 def test_transient_failures_are_retried_and_every_row_loads(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded, kind: str, times: int, retry_after: int | None
+    emulator_factory: EmulatorFactory, loaded: Loaded, kind: str, times: int, retry_after: int | None
 ) -> None:
     emu = emulator_factory(faults=Faults(retry_after=retry_after))
     emu.inject(kind, times=times, path_contains="/Engagements")
     loaded.run(make_source(emu.base_url, page_size=20))
     assert emu.pending_faults() == 0
     assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == expected_sids(emu)
-    assert loaded.scalar("SELECT count(*) FROM engagements") == 120
+    assert loaded.scalar("SELECT count(*) FROM engagements") == DEFAULT_ENGAGEMENTS
 
 
 def test_concurrency_cap_below_ours_still_loads_every_row(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=6, engagements=30, faults=Faults(max_concurrency=2, latency=0.02, retry_after=0))
     loaded.run(make_source(emu.base_url, page_size=5, max_concurrency=6))
@@ -68,7 +68,7 @@ def test_persistent_failure_names_flow_and_path_and_keeps_state(emulator: Emulat
     # nothing was saved for the failed run: the next one loads everything
     emulator.clear_faults()
     loaded.run(make_source(emulator.base_url))
-    assert loaded.scalar("SELECT count(*) FROM engagements") == 120
+    assert loaded.scalar("SELECT count(*) FROM engagements") == DEFAULT_ENGAGEMENTS
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_api_key_credentials_work(emulator: Emulator, loaded: Loaded) -> None:
             api_key_sid="SK" + "a" * 32, api_key_secret="emulator-api-secret",
         )
     )  # fmt: skip
-    assert loaded.scalar("SELECT count(*) FROM engagements") == 120
+    assert loaded.scalar("SELECT count(*) FROM engagements") == DEFAULT_ENGAGEMENTS
 
 
 def test_next_page_on_another_host_is_refused_and_never_requested(loaded: Loaded) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.source.conftest import Loaded, expected_sids, make_source
-from tests.source.scripted import ScriptedStudio, engagement, page
-from tests.source.scripted import flow as flow_record
+from tests.kit.duck import Loaded
+from tests.kit.loopback import ScriptedStudio, engagement, page
+from tests.kit.loopback import flow as flow_record
+from tests.kit.studio import DEFAULT_ENGAGEMENTS, EmulatorFactory, expected_sids, listed, listed_views, make_source
+from tests.kit.tables import engagement_cursors
 from twilio_studio.emulator import Emulator
 
 
 def test_multi_page_walk_loads_every_record_exactly_once(emulator: Emulator, loaded: Loaded) -> None:
     written = loaded.run(make_source(emulator.base_url, page_size=7))
     expected = expected_sids(emulator)
-    assert written["engagements"] == len(expected) == 120
+    assert written["engagements"] == len(expected) == DEFAULT_ENGAGEMENTS
     rows = loaded.sql("SELECT sid FROM engagements")
     assert sorted(r[0] for r in rows) == sorted(expected)
     # 60 engagements per flow at 7 a page: 9 pages per flow, each requested exactly once
@@ -23,7 +26,7 @@ def test_multi_page_walk_loads_every_record_exactly_once(emulator: Emulator, loa
     assert len(pages) == 2 * 9
 
 
-def test_flow_discovery_loads_every_flow(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_flow_discovery_loads_every_flow(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=4, engagements=5)
     loaded.run(make_source(emu.base_url))
     flows = loaded.sql("SELECT sid, friendly_name, status FROM flows ORDER BY sid")
@@ -31,7 +34,7 @@ def test_flow_discovery_loads_every_flow(emulator_factory: Callable[..., Emulato
     assert loaded.scalar("SELECT count(DISTINCT flow_sid) FROM engagements") == 4
 
 
-def test_flow_sids_load_only_those_flows(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_flow_sids_load_only_those_flows(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=3, engagements=10)
     wanted = emu.dataset.flows[1].sid
     loaded.run(make_source(emu.base_url, flow_sids=[wanted]))
@@ -46,10 +49,10 @@ def emulator_paths(emu: Emulator) -> list[str]:
 
 def test_rerun_with_nothing_changed_writes_no_engagement_rows(emulator: Emulator, loaded: Loaded) -> None:
     first = loaded.run(make_source(emulator.base_url))
-    assert first["engagements"] == 120
+    assert first["engagements"] == DEFAULT_ENGAGEMENTS
     second = loaded.run(make_source(emulator.base_url))
     assert not {k: v for k, v in second.items() if k.startswith("engagements")}
-    assert loaded.scalar("SELECT count(*) FROM engagements") == 120
+    assert loaded.scalar("SELECT count(*) FROM engagements") == DEFAULT_ENGAGEMENTS
 
 
 def widgets_by_sid(loaded: Loaded) -> dict[str, list[str]]:
@@ -60,7 +63,7 @@ def widgets_by_sid(loaded: Loaded) -> dict[str, list[str]]:
 
 
 def test_changed_engagements_replace_their_row_and_child_rows(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=2, engagements=300)
     loaded.run(make_source(emu.base_url))
@@ -68,13 +71,7 @@ def test_changed_engagements_replace_their_row_and_child_rows(
     assert active_before, "the dataset must start with active engagements for this test to mean anything"
     emu.advance(days=6)  # replies arrive days later: active ones move on and end
     written = loaded.run(make_source(emu.base_url))
-    d, now = emu.dataset, emu.now()
-    views = {}
-    for flow in d.flows:
-        lo, hi = d.index_range(flow, now)
-        for i in range(lo, hi):
-            view = d.view(d.script(flow, i), now)
-            views[view.script.sid] = view
+    views = {view.script.sid: view for view in listed_views(emu)}
     changed = {sid for sid in active_before if views[sid].status == "ended"}
     assert changed
     assert written["engagements"] >= len(changed)
@@ -103,7 +100,7 @@ def test_engagements_dropped_by_retention_stay_in_the_destination(emulator: Emul
 
 
 def test_sixty_flows_with_distinct_widget_names_keep_every_table_narrow(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=60, engagements=4)
     loaded.run(make_source(emu.base_url))
@@ -119,14 +116,10 @@ def test_sixty_flows_with_distinct_widget_names_keep_every_table_narrow(
 
 def test_plain_sql_answers_widget_and_flow_data_questions(emulator: Emulator, loaded: Loaded) -> None:
     loaded.run(make_source(emulator.base_url))
-    d, now = emulator.dataset, emulator.now()
-    flow = d.flows[0]
+    flow = emulator.dataset.flows[0]
     widget = flow.widgets[1].name  # a send-and-wait-for-reply or gather widget
-    expected = set()
-    for i in range(*d.index_range(flow, now)):
-        view = d.view(d.script(flow, i), now)
-        if widget in view.context["widgets"] and view.status == "ended":
-            expected.add(view.script.sid)
+    first_flow = [view for view in listed_views(emulator) if view.script.flow == flow]
+    expected = {view.script.sid for view in first_flow if widget in view.context["widgets"] and view.status == "ended"}
     got = loaded.sql(
         "SELECT e.sid FROM engagements e JOIN engagements__widgets w ON w.engagement_sid = e.sid "
         "WHERE e.flow_sid = ? AND w.name = ? AND e.status = 'ended'",
@@ -138,10 +131,7 @@ def test_plain_sql_answers_widget_and_flow_data_questions(emulator: Emulator, lo
         "SELECT value, count(*) FROM engagements__flow_data WHERE flow_sid = ? AND key = ? GROUP BY value",
         flow.sid, key,
     )  # fmt: skip
-    want: dict[str, int] = {}
-    for i in range(*d.index_range(flow, now)):
-        v = d.script(flow, i).data[key]
-        want[str(v)] = want.get(str(v), 0) + 1
+    want = Counter(str(view.script.data[key]) for view in first_flow)
     assert dict(values) == want
 
 
@@ -185,13 +175,7 @@ def test_widget_fields_and_arrays_become_rows(
 def test_context_modes(
     emulator: Emulator, loaded: Loaded, mode: str, endpoint_calls: bool, all_have_context: bool
 ) -> None:
-    d, now = emulator.dataset, emulator.now()
-    hidden = {
-        d.script(f, i).sid
-        for f in d.flows
-        for i in range(*d.index_range(f, now))
-        if d.script(f, i).context_only_on_endpoint
-    }
+    hidden = {script.sid for script in listed(emulator) if script.context_only_on_endpoint}
     assert hidden, "the emulator must hide some contexts for this test"
     loaded.run(make_source(emulator.base_url, context_mode=mode))
     calls = [p for p in emulator.stats.paths if p.endswith("/Context")]
@@ -215,7 +199,7 @@ def test_context_modes(
 
 
 def test_null_date_updated_falls_back_to_date_created(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=3, engagements=200)  # flow 2 is an API flow with instant, null-dated runs
     loaded.run(make_source(emu.base_url))
@@ -226,26 +210,24 @@ def test_null_date_updated_falls_back_to_date_created(
 
 
 def test_start_and_end_date_bound_what_is_loaded(emulator: Emulator, loaded: Loaded) -> None:
-    d, now = emulator.dataset, emulator.now()
-    start, end = "2026-02-26T00:00:00Z", "2026-02-28T00:00:00Z"
-    loaded.run(make_source(emulator.base_url, start_date=start, end_date=end))
-    rows = loaded.sql(
-        "SELECT min(coalesce(date_updated, date_created)), max(coalesce(date_updated, date_created)) FROM engagements"
-    )
-    lo, hi = rows[0]
-    assert lo.isoformat() >= "2026-02-26T00:00:00+00:00" and hi.isoformat() < "2026-02-28T00:00:00+00:00"
-    # the backfill left no saved cursor: a normal run afterwards loads everything else
-    written = loaded.run(make_source(emulator.base_url))
+    start, end = datetime(2026, 2, 26, tzinfo=timezone.utc), datetime(2026, 2, 28, tzinfo=timezone.utc)
+    loaded.run(make_source(emulator.base_url, start_date=start.isoformat(), end_date=end.isoformat()))
+    # exactly the engagements whose cursor (date_updated, else date_created) is in [start, end)
+    cursors = {view.script.sid: view.date_updated or view.script.date_created for view in listed_views(emulator)}
+    within = {sid for sid, cursor in cursors.items() if start <= cursor < end}
+    assert within and len(within) < DEFAULT_ENGAGEMENTS  # the window must cut the data for this to mean anything
+    assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == within
+    assert all(c["last_value"] is None for c in engagement_cursors(loaded.pipeline).values())  # no cursor moved ...
+    written = loaded.run(make_source(emulator.base_url))  # ... so a normal run afterwards loads everything
     assert loaded.scalar("SELECT count(*) FROM engagements") == len(expected_sids(emulator))
     assert written["engagements"] == len(expected_sids(emulator))
-    assert now == emulator.now() and d is emulator.dataset
 
 
 def test_lookback_rereads_recent_engagements(emulator: Emulator, loaded: Loaded) -> None:
     loaded.run(make_source(emulator.base_url))
     assert "engagements" not in loaded.run(make_source(emulator.base_url))
     again = loaded.run(make_source(emulator.base_url, lookback_seconds=3 * 86400))
-    assert 0 < again["engagements"] < 120
+    assert 0 < again["engagements"] < DEFAULT_ENGAGEMENTS  # the last three days' (tests/source/test_cursors.py)
 
 
 def test_child_rows_go_when_a_new_version_has_none(loaded: Loaded) -> None:

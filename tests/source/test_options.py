@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded
+from tests.kit.duck import Loaded
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, DEFAULT_ENGAGEMENTS, DEFAULT_FLOWS
 from twilio_studio import ConfigurationError, twilio_studio_source
 from twilio_studio.emulator import Emulator
 
@@ -126,7 +127,7 @@ def test_credentials_come_from_environment(emulator: Emulator, loaded: Loaded, m
     monkeypatch.setenv("SOURCES__TWILIO_STUDIO__AUTH_TOKEN", AUTH_TOKEN)
     monkeypatch.setenv("SOURCES__TWILIO_STUDIO__PAGE_SIZE", "25")
     written = loaded.run(twilio_studio_source(base_url=emulator.base_url))
-    assert written["engagements"] == 120 and written["flows"] == 2
+    assert written["engagements"] == DEFAULT_ENGAGEMENTS and written["flows"] == DEFAULT_FLOWS
     # 60 engagements per flow at 25 a page: 3 list pages per flow
     assert sum(1 for p in emulator.stats.paths if p.endswith("/Engagements")) == 6
 

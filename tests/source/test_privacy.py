@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import listed, make_source
 from twilio_studio.emulator import Emulator
 from twilio_studio.privacy import Pseudonymizer
 
@@ -10,8 +11,7 @@ ALL = ("flows", "engagements", "engagement_steps", "executions", "execution_step
 
 
 def addresses(emu: Emulator) -> set[str]:
-    d, now = emu.dataset, emu.now()
-    return {d.script(f, i).address for f in d.flows for i in range(*d.index_range(f, now))}
+    return {script.address for script in listed(emu)}
 
 
 def text_cells(loaded: Loaded) -> list[str]:

@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.source.conftest import Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import make_source
 from twilio_studio.emulator import Emulator
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
-from tests.source.conftest import Loaded, expected_sids, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import EmulatorFactory, expected_sids, listed_views, make_source
 from twilio_studio.emulator import Emulator, Faults
 from twilio_studio.emulator.dataset import TRIGGER_OF, EngagementView
 from twilio_studio.emulator.definitions import TRIGGER_EVENTS
@@ -19,8 +19,7 @@ def source(emu: Emulator, *resources: str, **options: Any) -> Any:
 
 
 def views(emu: Emulator) -> dict[str, EngagementView]:
-    d, now = emu.dataset, emu.now()
-    return {d.script(f, i).sid: d.view(d.script(f, i), now) for f in d.flows for i in range(*d.index_range(f, now))}
+    return {view.script.sid: view for view in listed_views(emu)}
 
 
 def step_requests(emu: Emulator, since: int = 0) -> list[str]:
@@ -73,7 +72,7 @@ def test_engagement_steps_load_every_step_as_the_spec_reads_it(emulator: Emulato
 
 
 def test_steps_are_fetched_only_for_new_or_changed_parents(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=2, engagements=150)
     loaded.run(source(emu, "engagements", "engagement_steps"))
@@ -90,7 +89,7 @@ def test_steps_are_fetched_only_for_new_or_changed_parents(
 
 
 def test_executions_carry_v2_fields_and_use_date_created_from(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=2, engagements=150)
     loaded.run(source(emu, "executions", "execution_steps"))
@@ -124,7 +123,7 @@ def test_executions_carry_v2_fields_and_use_date_created_from(
 
 
 def test_step_requests_share_the_account_limit_and_survive_429(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=3, engagements=40, faults=Faults(max_concurrency=2, latency=0.01, retry_after=0))
     loaded.run(source(emu, "engagements", "engagement_steps", max_concurrency=8))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.source.conftest import Loaded, make_source
-from tests.source.scripted import ScriptedStudio, engagement, flow, page
+from tests.kit.duck import Loaded
+from tests.kit.loopback import ScriptedStudio, engagement, flow, page
+from tests.kit.studio import EmulatorFactory, listed, make_source
 from twilio_studio.emulator import Emulator
 
 FLOW = "FW" + "2" * 32
@@ -31,19 +31,19 @@ def table_rows(loaded: Loaded) -> dict[str, list[tuple[Any, ...]]]:
 
 def pages_that_can_hold_changes(emu: Emulator, oldest_active: dict[str, Any], page_size: int) -> int:
     """List pages a newest-first walk reads until the first page wholly created before the oldest
-    engagement still active at the last run (per flow), that page included."""
-    d, now = emu.dataset, emu.now()
+    engagement still active at the last run (per flow), that page included.
+    """
     total = 0
-    for f in d.flows:
-        lo, hi = d.index_range(f, now)
-        pages = -(-(hi - lo) // page_size) + (1 if (hi - lo) % page_size == 0 else 0)
-        newer = sum(1 for i in range(lo, hi) if d.created_at(f, i) >= oldest_active[f.sid])
+    for f in emu.dataset.flows:
+        scripts = listed(emu, flows=[f.index])
+        pages = -(-len(scripts) // page_size) + (1 if len(scripts) % page_size == 0 else 0)
+        newer = sum(1 for s in scripts if s.date_created >= oldest_active[f.sid])
         total += min(pages, newer // page_size + (1 if newer % page_size == 0 else 2))
     return total
 
 
 def test_an_hourly_run_reads_only_the_pages_that_can_hold_changes_and_loads_what_a_full_walk_loads(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path
+    emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
     emu = emulator_factory(flows=2, engagements=1200)
     full, early = Loaded(tmp_path, "full"), Loaded(tmp_path, "early")
@@ -70,7 +70,7 @@ def test_an_hourly_run_reads_only_the_pages_that_can_hold_changes_and_loads_what
     assert table_rows(early) == table_rows(full)
 
 
-def test_off_by_default_every_page_is_read(emulator_factory: Callable[..., Emulator], loaded: Loaded) -> None:
+def test_off_by_default_every_page_is_read(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=1, engagements=600)
     loaded.run(make_source(emu.base_url, page_size=50))
     emu.advance(hours=3)

@@ -1,61 +1,46 @@
 """Subaccounts: every account read with its own credentials, its rows marked with its SID, its
-cursors kept apart, and one failing account leaving the others loaded."""
+cursors kept apart, and one failing account leaving the others loaded.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, make_source
+from tests.kit.duck import Loaded
+from tests.kit.scenarios import EVERY_TABLE, active, sids_of
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, EmulatorFactory, make_source
 from twilio_studio import ConfigurationError, account_report
-from twilio_studio.emulator import Credentials, Dataset, Emulator, Faults, Subaccount
+from twilio_studio.emulator import Credentials, Emulator, Faults, Subaccount
 
 PARENT = ACCOUNT_SID
 STATUSES = {2: "suspended", 3: "closed"}
-EVERY_TABLE = (
-    "flows", "engagements", "engagements__widgets", "engagements__widgets__fields", "engagements__flow_data",
-    "engagements__flow_variables", "engagement_steps", "engagement_steps__widgets",
-)  # fmt: skip
 API_KEY = Credentials()
 
 
 @pytest.fixture
-def multi() -> Iterator[Callable[..., Emulator]]:
-    started: list[Emulator] = []
+def multi(emulator_factory: EmulatorFactory) -> Callable[..., Emulator]:
+    """A parent of two flows of 30 engagements with ``count`` subaccounts of two flows of 25 each."""
 
     def start(count: int = 4, statuses: dict[int, str] | None = None, faults: Faults | None = None) -> Emulator:
         subs = Subaccount.generate(
             count, flows=2, engagements_per_flow=25, statuses=STATUSES if statuses is None else statuses
         )
-        emu = Emulator(Dataset(seed=11, flows=2, engagements_per_flow=30), subaccounts=subs, faults=faults)
-        started.append(emu.start())
-        return emu
+        return emulator_factory(flows=2, engagements=30, seed=11, faults=faults, subaccounts=subs)
 
-    yield start
-    for emu in started:
-        emu.stop()
+    return start
 
 
 def source(emu: Emulator, **options: Any) -> Any:
     options.setdefault("subaccounts", "all")
     options.setdefault("accounts_base_url", emu.base_url)
     return make_source(emu.base_url, **options)
-
-
-def sids_of(emu: Emulator, account: str) -> set[str]:
-    """What the emulator shows of one account now, computed from its dataset (not through HTTP)."""
-    d, now = emu.accounts.datasets[account], emu.now()
-    return {d.script(f, i).sid for f in d.flows for i in range(*d.index_range(f, now))}
-
-
-def active(emu: Emulator) -> list[str]:
-    return [a.sid for a in emu.accounts.accounts if a.status == "active"]
 
 
 def token_of(emu: Emulator, sid: str) -> str:

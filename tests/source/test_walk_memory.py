@@ -1,22 +1,25 @@
 """How the walk keeps memory small without losing concurrency: the shared parse gate, more walks than
-request slots, and the cycle collector's pace (BENCHMARKS.md has the numbers)."""
+request slots, and the cycle collector's pace (BENCHMARKS.md has the numbers).
+"""
 
 from __future__ import annotations
 
 import gc
+import os
 import platform
+import subprocess
+import sys
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.source.conftest import ACCOUNT_SID, AUTH_TOKEN, Loaded, expected_sids, make_source
+from tests.kit.duck import Loaded
+from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, EmulatorFactory, expected_sids, make_source
 from twilio_studio.client import AdaptiveLimit, StudioClient
 from twilio_studio.emulator import Emulator, Faults
 from twilio_studio.extract import EngagementWalker
-from twilio_studio.memory import GC_THRESHOLD, few_malloc_arenas, rare_gc_passes, release_freed_memory
+from twilio_studio.memory import GC_THRESHOLD, rare_gc_passes
 
 
 def client(emu: Emulator, max_concurrency: int = 8) -> StudioClient:
@@ -30,8 +33,22 @@ def held(gate: threading.Semaphore) -> bool:
     return True
 
 
+class WatchedGate(threading.Semaphore):
+    """The parse gate, telling when a thread has started waiting for it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.waiting = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Takes the gate; a blocking call first says that it waits."""
+        if blocking:
+            self.waiting.set()
+        return super().acquire(blocking, timeout)
+
+
 def test_a_page_is_parsed_only_in_turn_while_its_request_is_already_answered(emulator: Emulator) -> None:
-    gate = threading.Semaphore(1)
+    gate = WatchedGate()
     studio = client(emulator)
     first, second = (studio.pages(f"/v1/Flows/{f.sid}/Engagements", "engagements", "t", {"PageSize": 5}, gate)
                      for f in emulator.dataset.flows[:2])  # fmt: skip
@@ -40,13 +57,11 @@ def test_a_page_is_parsed_only_in_turn_while_its_request_is_already_answered(emu
     got: list[object] = []
     waiting = threading.Thread(target=lambda: got.append(next(second)))
     requests_before = emulator.stats.requests
+    gate.waiting.clear()
     waiting.start()
-    deadline = time.monotonic() + 5
-    while emulator.stats.requests == requests_before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
+    assert gate.waiting.wait(10), "the second walk never asked for the gate"
     assert emulator.stats.requests == requests_before + 1  # its request went out and was answered ...
-    assert got == []  # ... but its page waits for the gate
+    assert got == []  # ... but its page waits for the gate (which the first walk holds)
     first.close()  # a walk that stops gives its turn back
     waiting.join(5)
     assert len(got) == 1 and held(gate)
@@ -68,7 +83,7 @@ def test_the_gate_is_given_back_after_a_retried_body_and_at_the_end(emulator: Em
 
 
 def test_more_flows_than_request_slots_walk_at_once_within_the_account_limit(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: EmulatorFactory, loaded: Loaded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_flight: list[int] = []
     acquire = AdaptiveLimit.acquire
@@ -102,25 +117,21 @@ def test_rare_gc_passes_raise_the_threshold_and_restore_it_even_on_error() -> No
     assert gc.get_threshold() == before
 
 
-def test_glibc_heaps_are_limited_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert few_malloc_arenas() is False  # glibc read the user's value at start: left alone
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert few_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+ARENAS_IN_A_CHILD = "from twilio_studio.memory import few_malloc_arenas; print(few_malloc_arenas())"
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_freed_memory_goes_back_to_the_os() -> None:
-    def rss_kb() -> int:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-    # 100 MB of 1 KB blocks from the C heap, and one block after them that stays: glibc does not
-    # hand back the freed pages below a block in use by itself
-    blocks = [bytes(1024 + n % 7) for n in range(100_000)]
-    pin = bytes(1024)
-    del blocks
-    before = rss_kb()
-    release_freed_memory()
-    assert before - rss_kb() > 50_000, "less than 50 MB of the 100 MB freed went back"
-    del pin
+@pytest.mark.parametrize(
+    ("env", "made"),
+    [
+        pytest.param({"MALLOC_ARENA_MAX": "4"}, False, id="the_users_value_is_left_alone"),
+        pytest.param({}, platform.libc_ver()[0] == "glibc", id="otherwise_two_arenas_on_glibc"),
+    ],
+)
+def test_glibc_heaps_are_limited_unless_the_environment_says_otherwise(env: dict[str, str], made: bool) -> None:
+    # in a child: mallopt changes the allocator of the whole process, which must not be pytest's
+    clean = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_")}
+    child = subprocess.run(
+        [sys.executable, "-c", ARENAS_IN_A_CHILD], env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == str(made)

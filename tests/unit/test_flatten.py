@@ -8,6 +8,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from tests.kit.studio import listed_views
 from twilio_studio.columnar import RunTables
 from twilio_studio.context import context_children
 from twilio_studio.emulator import Dataset
@@ -56,12 +57,7 @@ def same(py: dict[str, list[dict[str, Any]]], db: dict[str, list[dict[str, Any]]
 
 def emulator_contexts(n: int = 300) -> list[dict[str, Any] | None]:
     ds = Dataset(seed=3, flows=3, engagements_per_flow=n // 3, context_padding=2)
-    now = ds.start
-    out: list[dict[str, Any] | None] = []
-    for flow in ds.flows:
-        lo, hi = ds.index_range(flow, now)
-        out.extend(ds.view(ds.script(flow, i), now).context for i in range(lo, hi))
-    return out
+    return [view.context for view in listed_views(ds, ds.start)]
 
 
 HOSTILE: list[Any] = [

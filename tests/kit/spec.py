@@ -1,4 +1,4 @@
-"""Helpers for the emulator tests: Twilio's vendored OpenAPI spec as a validator, and a small client."""
+"""Twilio's vendored OpenAPI spec as a validator, a small HTTP client, and what the emulator lists."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import requests
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from twilio_studio.emulator import Credentials, Dataset, Emulator
+from tests.kit.studio import listed
+from twilio_studio.emulator import Credentials, Emulator
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "openapi"
 CREDENTIALS = Credentials()  # the emulator's documented defaults; not secrets
@@ -185,10 +186,7 @@ class StudioHttp:
 # ------------------------------------------------------------------------ expectations
 def visible_sids(emulator: Emulator, flow_index: int, at: datetime | None = None) -> list[str]:
     """The engagement SIDs the dataset says are listed at ``at`` (default: now), newest first."""
-    dataset: Dataset = emulator.dataset
-    flow = dataset.flows[flow_index]
-    lo, hi = dataset.index_range(flow, at or emulator.now())
-    return [dataset.script(flow, i).sid for i in range(hi - 1, lo - 1, -1)]
+    return [script.sid for script in reversed(listed(emulator.dataset, at or emulator.now(), flows=[flow_index]))]
 
 
 def parse_date(value: str) -> datetime:

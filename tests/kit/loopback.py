@@ -1,9 +1,12 @@
-"""A real HTTP server on loopback that answers canned Studio pages: for hostile or broken APIs."""
+"""Real HTTP servers on loopback for hostile or broken APIs: canned pages, or an answer per request."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -92,3 +95,63 @@ def flow(sid: str) -> dict[str, Any]:
         "version": 1, "date_created": "2026-01-01T00:00:00Z", "date_updated": "2026-01-02T00:00:00Z",
         "url": "{base}/v1/Flows/" + sid, "links": {},
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- a programmable server
+@dataclass
+class Answer:
+    """One HTTP answer: ``body`` is JSON (``{base}`` becomes the server's URL) or raw bytes."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    trickle_seconds: float = 0.0  # spread the body over this long, a few bytes at a time
+
+
+@dataclass
+class Seen:
+    path: str
+    authorization: str | None
+
+
+class DynamicStudio(LoopbackServer):
+    """A real HTTP server on loopback whose every answer is ``respond(path_and_query)``."""
+
+    def __init__(self, respond: Callable[[str], Answer]) -> None:
+        self.respond = respond
+        self.requests: list[Seen] = []
+        outer = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                outer.requests.append(Seen(self.path, self.headers.get("Authorization")))
+                answer = outer.respond(self.path)
+                if isinstance(answer.body, bytes):
+                    raw = answer.body
+                else:
+                    raw = json.dumps(answer.body).replace("{base}", outer.base_url).encode()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in answer.headers.items():
+                    self.send_header(k, v.replace("{base}", outer.base_url))
+                self.end_headers()
+                try:
+                    if answer.trickle_seconds:
+                        pieces = 20
+                        step = max(1, len(raw) // pieces)
+                        for n in range(0, len(raw), step):
+                            self.wfile.write(raw[n : n + step])
+                            self.wfile.flush()
+                            time.sleep(answer.trickle_seconds / pieces)
+                    else:
+                        self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        self.start_serving(Handler)
+
+
+def routes(table: dict[str, Answer]) -> Callable[[str], Answer]:
+    """A ``respond`` answering exact paths (with query) from ``table``, 404 otherwise."""
+    return lambda path: table.get(path, Answer(404, {"code": 20404, "status": 404}))

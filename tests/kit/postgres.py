@@ -1,0 +1,67 @@
+"""PostgreSQL as the tests load into it: the server named by TWILIO_STUDIO_TEST_POSTGRES.
+
+Set TWILIO_STUDIO_TEST_POSTGRES=postgresql://user:pw@127.0.0.1:5432/db (``.ci/run`` does). Without
+it the PostgreSQL tests skip on a developer's machine, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")
+
+
+def postgres_url() -> str:
+    """The test server's URL; skips the test without one (fails it under CI=true)."""
+    if not POSTGRES_URL:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but TWILIO_STUDIO_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
+        pytest.skip("set TWILIO_STUDIO_TEST_POSTGRES to run the PostgreSQL tests")
+    return POSTGRES_URL
+
+
+def postgres_pipeline(tmp_path: Path, prefix: str = "ts") -> Any:
+    """A pipeline into a dataset of its own (``<prefix>_<random>``); drop it with ``drop_dataset``."""
+    dataset = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    return dlt.pipeline(
+        pipeline_name=f"pg_{dataset}",
+        destination=dlt.destinations.postgres(credentials=postgres_url()),
+        dataset_name=dataset,
+        pipelines_dir=str(tmp_path / "pg_pipelines"),
+    )
+
+
+def drop_dataset(pipeline: Any) -> None:
+    """Drops the pipeline's dataset and its staging dataset."""
+    with pipeline.sql_client() as client:
+        for schema in (pipeline.dataset_name, f"{pipeline.dataset_name}_staging"):
+            client.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class PgLoaded:
+    """A pipeline loading into its own PostgreSQL dataset, with a query helper (``{ds}`` is the dataset)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.pipeline = postgres_pipeline(tmp_path)
+        self.dataset = self.pipeline.dataset_name
+
+    def run(self, source: Any) -> dict[str, int]:
+        """Runs the pipeline with dlt's defaults, as a library user runs it; the rows written per table."""
+        self.pipeline.run(source)
+        counts = self.pipeline.last_trace.last_normalize_info.row_counts
+        return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of ``query`` with ``{ds}`` replaced by the dataset's name."""
+        with self.pipeline.sql_client() as client:
+            return [tuple(r) for r in client.execute_sql(query.replace("{ds}", self.dataset))]
+
+    def drop(self) -> None:
+        """Drops the dataset (and its staging dataset)."""
+        drop_dataset(self.pipeline)
