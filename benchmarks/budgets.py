@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dlt
 
@@ -115,7 +115,7 @@ def _trickle_server() -> tuple[ThreadingHTTPServer, Callable[[], int]]:
             pass
 
         def do_GET(self) -> None:
-            host, port = self.server.server_address[:2]
+            host, port = cast(tuple[str, int], self.server.server_address)[:2]
             if self.path not in (first, f"/v1/Flows/{FLOW}"):
                 self.send_response(404)
                 self.send_header("Content-Length", "0")

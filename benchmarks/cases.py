@@ -45,7 +45,8 @@ def _steps(trace: Any) -> dict[str, float]:
 def watch_phases(path: Path, interval: float = 0.5) -> None:
     """Appends ``{"t": epoch, "phase": ...}`` to ``path`` whenever the main thread enters another dlt
     step (extract, normalize, load), read from its stack twice a second: the harness can then say
-    which step a process was in when it hit the memory limit, and the peak RSS of each step."""
+    which step a process was in when it hit the memory limit, and the peak RSS of each step.
+    """
     main_id = threading.main_thread().ident
     steps = {"extract", "normalize", "load"}
 
@@ -113,7 +114,8 @@ def run_source(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run_library(cfg: dict[str, Any]) -> dict[str, Any]:
     """What README's Python example does: ``pipeline.run(twilio_studio_source(...))``, dlt's and
-    DuckDB's defaults (no loader format, no DuckDB settings, no run policy of the CLI's)."""
+    DuckDB's defaults (no loader format, no DuckDB settings, no run policy of the CLI's).
+    """
     import twilio_studio  # noqa: F401 - its imports (dlt, pyarrow) count as import time, not run time
     from twilio_studio.columnar import stored_counts
 
@@ -184,6 +186,7 @@ def run_rest_api(cfg: dict[str, Any]) -> dict[str, Any]:
     pipeline.run(source, **kwargs)
     run_seconds = time.perf_counter() - t0
     trace = pipeline.last_trace
+    assert trace is not None and trace.last_normalize_info is not None, "dlt ran without a normalize step"
     written = {k: v for k, v in trace.last_normalize_info.row_counts.items() if not k.startswith("_dlt")}
     return {
         "import_seconds": imported - STARTED,

@@ -230,7 +230,8 @@ class AccountInfo:
 
 def list_accounts(core: StudioClient) -> list[dict[str, Any]]:
     """Every page of ``/2010-04-01/Accounts.json`` (the core API's paging: a relative ``next_page_uri``
-    at the top level of the body), for the credentials of ``core``."""
+    at the top level of the body), for the credentials of ``core``.
+    """
     url: str | None = core.url(ACCOUNTS_PATH, {"PageSize": 1000})
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
@@ -449,14 +450,16 @@ class AccountsRun:
 
     def raise_if_alone(self) -> None:
         """Raises the failure of a run's only account: no other account's rows are lost by it, and an
-        orchestrator's task for that account (Airflow, Dagster) then fails as it should."""
+        orchestrator's task for that account (Airflow, Dagster) then fails as it should.
+        """
         if self.multi and self.failed and len({a.sid for a in self._accounts or []} | set(self.failed)) == 1:
             sid, message = next(iter(self.failed.items()))
             raise StudioError(f"account {sid} did not load: {message}")
 
     def cursors(self, resource_state: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """The per-flow cursor store of a resource: the plain dict of a single-account run, else a view
-        that files each flow's cursor under its account and ignores writes for a failed account."""
+        that files each flow's cursor under its account and ignores writes for a failed account.
+        """
         own = resource_state.setdefault("flows", {})
         if not self.multi:
             return own  # type: ignore[no-any-return]
@@ -478,7 +481,8 @@ class AccountsRun:
     # ------------------------------------------------------------------ rows
     def keep(self, rows: list[dict[str, Any]], table: str, nested: bool) -> list[dict[str, Any]]:
         """The rows to load: those of accounts that have not failed, each (and with ``nested``, each of
-        its child rows) carrying the SID of the account it was read from."""
+        its child rows) carrying the SID of the account it was read from.
+        """
         report = self.report
         if self.multi:
             kept = []
@@ -568,7 +572,8 @@ def stamp_tables(tables: Sequence[tuple[str, pa.Table]], root: str, owner: str) 
 class AccountRouter:
     """The walker's client in a multi-account run: each request goes to the client of the account that
     owns the flow in its path, with that account's credentials. A failed account's walks end (an
-    empty page, an empty body) instead of raising, so the other accounts go on."""
+    empty page, an empty body) instead of raising, so the other accounts go on.
+    """
 
     def __init__(self, run: AccountsRun) -> None:
         self.run = run

@@ -41,7 +41,8 @@ END_OF_RUN = _EndOfRun()
 
 def traced(pipeline: Any) -> bool:
     """Whether dlt traces this pipeline's runs (``RUNTIME__ENABLE_RUNTIME_TRACE``, on by default):
-    without a trace there is no end of run to call back at."""
+    without a trace there is no end of run to call back at.
+    """
     return bool(getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True))
 
 

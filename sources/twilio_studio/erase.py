@@ -243,7 +243,8 @@ def _schema_tables(pipeline: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- Twilio
 def twilio_runs(client: StudioClient, address: str) -> list[Run]:
     """The contact's runs Twilio holds now (loaded or not yet): every flow's v2 Executions list,
-    read as a load reads it, filtered by ``contact_channel_address``."""
+    read as a load reads it, filtered by ``contact_channel_address``.
+    """
     runs: list[Run] = []
     for flows in client.pages("/v1/Flows", "flows", "erasure: flow discovery", {"PageSize": 1000}):
         for flow in flows:
@@ -262,7 +263,8 @@ def twilio_runs(client: StudioClient, address: str) -> list[Run]:
 
 def _delete_in_twilio(client: StudioClient, runs: list[Run], report: ErasureReport, dry_run: bool) -> None:
     """DeleteExecution (v2) for runs the destination holds as executions, DeleteEngagement (v1)
-    for the others: one DELETE per run (they are the same run in Twilio)."""
+    for the others: one DELETE per run (they are the same run in Twilio).
+    """
     by_sid: dict[str, Run] = {}
     for run in runs:
         if run.flow_sid and (run.sid not in by_sid or run.root == "executions"):

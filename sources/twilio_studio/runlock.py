@@ -180,7 +180,8 @@ def release(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> None:
 @contextlib.contextmanager
 def lock_of(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> Iterator[None]:
     """Holds the run lock of the pipeline ``pipeline_name`` in ``pipelines_dir`` for a block, before
-    the pipeline object exists (``run_lock`` for one that does)."""
+    the pipeline object exists (``run_lock`` for one that does).
+    """
     acquire(pipelines_dir, pipeline_name)
     try:
         yield

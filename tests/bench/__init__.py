@@ -1,0 +1,1 @@
+"""The benchmark harness, run in its quick mode as a smoke test."""

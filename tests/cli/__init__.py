@@ -1,0 +1,1 @@
+"""The twilio-studio command, run as a user runs it."""

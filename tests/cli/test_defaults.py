@@ -30,6 +30,7 @@ EXTRA_TABLES = re.compile(r"\btwilio_studio\.(engagement_steps|executions|execut
 
 @dataclass(frozen=True)
 class Statement:
+    """One ```sql block of README.md."""
     block: int  # 1-based index of the ```sql block in README.md
     sql: str
 
@@ -43,6 +44,7 @@ class Statement:
 
     @property
     def id(self) -> str:
+        """A readable test id: the block's number and its first SQL line."""
         first = next(line for line in self.sql.splitlines() if line.strip() and not line.startswith("--"))
         return f"block{self.block}:{self.dataset}:{re.sub(r'[^A-Za-z0-9_]+', '_', first)[:40]}"
 

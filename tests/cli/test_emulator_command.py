@@ -1,5 +1,6 @@
-"""`twilio-studio emulator` credentials (options, Twilio's env vars, documented defaults), and a help
-text for every option of every command.
+"""`twilio-studio emulator` credentials, and a help text for every option of every command.
+
+The credentials come from options, Twilio's env vars or the documented defaults.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def test_a_failed_step_names_its_cause_a_binder_error(tmp_path: Path) -> None:
 
 
 class WrappedError(Exception):
-    pass
+    """An error that wraps the run lock's refusal, as dlt wraps a step's error."""
 
 
 def test_explain_names_the_innermost_cause_and_keeps_our_own_messages() -> None:

@@ -1,0 +1,1 @@
+"""The Studio emulator against Twilio's spec, SDK and documented behaviour."""

@@ -1,5 +1,6 @@
-"""The emulator's accounts: the core API's Accounts list and fetch (Twilio's v2010 spec), and Studio
-data that follows the credentials of each request.
+"""The emulator's accounts, and Studio data that follows the credentials of each request.
+
+The core API's Accounts list and fetch follow Twilio's v2010 spec.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_unknown_resources_answer_404(emulator_factory: EmulatorFactory, templat
 # ------------------------------------------------------------------------ 400
 def _token_of(http: StudioHttp, path: str) -> str:
     next_url = http.json(path, PageSize=5)["meta"]["next_page_url"]
-    return parse_qs(urlsplit(next_url).query)["PageToken"][0]
+    return str(parse_qs(urlsplit(next_url).query)["PageToken"][0])
 
 
 BAD_PARAMETERS = [

@@ -1,5 +1,6 @@
-"""Property-based run of Twilio's own OpenAPI specs (tests/openapi/) against the emulator, with
-schemathesis: every operation the emulator serves (every GET of v1, the v2 Executions reads, and the
+"""Property-based run of Twilio's own OpenAPI specs (tests/openapi/) against the emulator.
+
+With schemathesis: every operation the emulator serves (every GET of v1, the v2 Executions reads, and the
 seeds' writes), with data the spec allows and data it refuses, checking status codes, content types,
 response schemas and that invalid input is refused.
 
@@ -70,12 +71,14 @@ def served_spec(version: str) -> dict[str, Any]:
     return spec
 
 
-DATASET = dict(seed=3, flows=2, engagements_per_flow=300)
+DATASET: dict[str, Any] = dict(seed=3, flows=2, engagements_per_flow=300)
 
 
 def real_sids() -> dict[str, str]:
-    """SIDs the emulator of ``live`` serves at its start, in its first flow: an ended engagement with
-    steps and one of its steps to read, another engagement to delete, an active one to end.
+    """SIDs the emulator of ``live`` serves at its start, in its first flow.
+
+    An ended engagement with steps and one of its steps to read, another engagement to delete, an
+    active one to end.
     """
     d = Dataset(**DATASET)
     flow = d.flows[0]
@@ -124,8 +127,10 @@ def path_parameters(spec: dict[str, Any], sids: dict[str, str]) -> list[dict[str
 
 
 def schema(version: str, real_paths: bool) -> Any:
-    """The served spec of ``version`` for schemathesis; with ``real_paths``, every path names records
-    that exist, so the query, body and headers are what varies; without, paths are generated too.
+    """The served spec of ``version`` for schemathesis.
+
+    With ``real_paths``, every path names records that exist, so the query, body and headers are
+    what varies; without, paths are generated too.
     """
     spec = served_spec(version)
     config: dict[str, Any] = {

@@ -29,6 +29,7 @@ class Seeded:
     samples: list[tuple[str, str]]  # (flow sid, engagement sid)
 
     def steps(self, flow_sid: str, sid: str) -> list[str]:
+        """The step SIDs of engagement ``sid`` of flow ``flow_sid`` as the dataset has them now."""
         dataset = self.emulator.dataset
         flow = dataset.flows_by_sid[flow_sid]
         i = dataset.locate(flow, sid)

@@ -1,5 +1,7 @@
-"""The seeds' write operations: create, end and delete engagements and executions, through Twilio's
-own SDK and plain HTTP; a created run walks its flow as the clock moves, a deleted one is gone.
+"""The seeds' write operations: create, end and delete engagements and executions.
+
+Through Twilio's own SDK and plain HTTP; a created run walks its flow as the clock moves, a deleted
+one is gone.
 """
 
 from __future__ import annotations

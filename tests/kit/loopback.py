@@ -19,19 +19,21 @@ class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Writes no access log."""
 
 
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (a free port) for the life of a ``with`` block."""
 
     def start_serving(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Binds a free port on 127.0.0.1 with ``handler``; serving starts with ``with``."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
@@ -67,6 +69,7 @@ class ScriptedStudio(LoopbackServer):
 
 
 def page(key: str, records: list[dict[str, Any]], next_url: str | None, url: str = "{base}/x") -> dict[str, Any]:
+    """A Studio list page of ``records`` under ``key``; ``next_url`` None on the last page."""
     return {
         key: records,
         "meta": {
@@ -77,6 +80,7 @@ def page(key: str, records: list[dict[str, Any]], next_url: str | None, url: str
 
 
 def engagement(flow_sid: str, n: int, **overrides: Any) -> dict[str, Any]:
+    """Engagement ``n`` of ``flow_sid`` as Studio lists it, with ``overrides``."""
     sid = f"FN{n:032x}"
     record = {
         "sid": sid, "account_sid": "AC" + "a" * 32, "flow_sid": flow_sid, "contact_sid": f"FC{n:032x}",
@@ -90,6 +94,7 @@ def engagement(flow_sid: str, n: int, **overrides: Any) -> dict[str, Any]:
 
 
 def flow(sid: str) -> dict[str, Any]:
+    """Flow ``sid`` as Studio's v1 API shows it."""
     return {
         "sid": sid, "account_sid": "AC" + "a" * 32, "friendly_name": "Scripted", "status": "published",
         "version": 1, "date_created": "2026-01-01T00:00:00Z", "date_updated": "2026-01-02T00:00:00Z",
@@ -110,6 +115,7 @@ class Answer:
 
 @dataclass
 class Seen:
+    """A request the server saw: its path with the query, and its Authorization header."""
     path: str
     authorization: str | None
 

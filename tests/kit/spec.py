@@ -87,6 +87,7 @@ def _format_checker() -> jsonschema.FormatChecker:
 
 @dataclass(frozen=True)
 class Operation:
+    """A GET operation of Twilio's spec and the validator of its 200 answer."""
     version: str
     path: str  # the spec's path template, e.g. /v1/Flows/{FlowSid}/Engagements
     operation_id: str
@@ -155,10 +156,12 @@ class StudioHttp:
         self.session.auth = auth
 
     def get(self, path_or_url: str, **params: Any) -> requests.Response:
+        """The response to a GET of a path (joined to the base URL) or of a whole URL."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         return self.session.get(url, params=params or None, timeout=30)
 
     def json(self, path_or_url: str, **params: Any) -> dict[str, Any]:
+        """The JSON object of a 200 answer; fails the test on any other status."""
         r = self.get(path_or_url, **params)
         assert r.status_code == 200, f"GET {r.url} answered {r.status_code}: {r.text[:300]}"
         body: dict[str, Any] = r.json()
@@ -177,6 +180,7 @@ class StudioHttp:
         raise AssertionError(f"{path} did not end after 100,000 pages")
 
     def records(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every record of every page of a list."""
         out: list[dict[str, Any]] = []
         for page in self.pages(path, **params):
             out.extend(page[page["meta"]["key"]])
@@ -190,4 +194,5 @@ def visible_sids(emulator: Emulator, flow_index: int, at: datetime | None = None
 
 
 def parse_date(value: str) -> datetime:
+    """A Twilio date (``2026-03-01T10:00:00Z``) as an aware UTC datetime."""
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

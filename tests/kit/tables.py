@@ -17,6 +17,7 @@ PARENT_OF = {
 
 
 def data_tables(db: str) -> list[str]:
+    """The dataset's data tables (dlt's own left out), by name."""
     rows = query(
         db,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'twilio_studio' "
@@ -47,8 +48,9 @@ def snapshot(db: str, ignore: tuple[str, ...] = ()) -> Snapshot:
 
 
 def assert_consistent(db: str, versions: bool = False) -> None:
-    """No row twice, one engagement per sid (one current version with ``versions``: scd2), and every
-    child row hangs off an existing parent and engagement.
+    """No row twice, one engagement per sid, every child row under its parent and engagement.
+
+    With ``versions`` (scd2): one current version per sid.
     """
     tables = set(data_tables(db))
     for table in tables:

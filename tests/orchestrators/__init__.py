@@ -1,0 +1,1 @@
+"""Dagster and Airflow, for real, against the emulator."""

@@ -1,5 +1,6 @@
-"""Runs pipelines/twilio_studio_airflow_dag.py with Airflow's ``dag.test()`` in a process of its own
-(Airflow reads its configuration once, at import): prints the run's state and each task's as JSON.
+"""Runs pipelines/twilio_studio_airflow_dag.py with Airflow's ``dag.test()`` in a process of its own.
+
+Airflow reads its configuration once, at import. Prints the run's state and each task's as JSON.
 
     AIRFLOW_HOME=... TWILIO_STUDIO_ACCOUNTS=AC1,AC2 SOURCES__TWILIO_STUDIO__...=... python airflow_child.py
 """
@@ -15,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
+    """Runs the DAG once; prints the result as JSON; 0 if it ran."""
     home = Path(os.environ["AIRFLOW_HOME"])
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
-"""Airflow, for real: pipelines/twilio_studio_airflow_dag.py run with ``dag.test()`` against the
-emulator into DuckDB (one task per account and resource group; a failing account fails its own tasks).
+"""Airflow, for real: pipelines/twilio_studio_airflow_dag.py run with ``dag.test()``.
+
+Against the emulator into DuckDB: one task per account and resource group; a failing account fails
+its own tasks.
 
 Airflow runs in a Python of its own, TWILIO_STUDIO_TEST_AIRFLOW_PYTHON (a virtualenv with
 ``pip install -e '.[airflow]'``; ``.ci/run`` makes one): dlt probes Airflow in every run wherever it is

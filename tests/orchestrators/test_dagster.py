@@ -1,5 +1,7 @@
-"""Dagster, for real and in process: the assets materialize per account partition against the emulator
-into DuckDB; partitions run at once keep their own state; a failing partition fails alone.
+"""Dagster, for real and in process: the assets materialize per account partition.
+
+Against the emulator into DuckDB; partitions run at once keep their own state; a failing partition
+fails alone.
 """
 
 from __future__ import annotations

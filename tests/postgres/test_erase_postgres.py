@@ -1,5 +1,7 @@
-"""Erasure of one contact in PostgreSQL, through dlt's sql_client: the contact's address and hash are
-nowhere afterwards (dataset and staging dataset), every other row is as it was.
+"""Erasure of one contact in PostgreSQL, through dlt's sql_client.
+
+The contact's address and hash are nowhere afterwards (dataset and staging dataset), every other row
+is as it was.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Faults, kills, hostile answers, odd values and secrets."""

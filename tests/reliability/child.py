@@ -30,85 +30,105 @@ PAGE_SIZE = 10
 
 
 def wait_to_be_killed(point: str) -> None:
+    """Tells the parent the kill point is reached, then waits for SIGKILL."""
     print(f"KILL-POINT {point}", flush=True)
     time.sleep(120)
     raise SystemExit(f"{point}: the test should have killed this process")
 
 
+_calls: dict[str, int] = {}
+_calls_lock = threading.Lock()
+
+
+def nth(name: str) -> int:
+    """How many times ``name`` was counted, this call included (thread-safe)."""
+    with _calls_lock:
+        _calls[name] = _calls.get(name, 0) + 1
+        return _calls[name]
+
+
+def arm_extract(point: str) -> None:
+    """Stops the run at the 7th engagement list page it requests."""
+    from twilio_studio.client import StudioClient
+
+    get = StudioClient.get
+
+    def hooked_get(self: StudioClient, url: str, what: str, gate: Any = None) -> dict[str, Any]:
+        if "/Engagements?" in url and nth("page") == 7:
+            wait_to_be_killed(point)
+        return get(self, url, what, gate)
+
+    StudioClient.get = hooked_get  # type: ignore[method-assign]
+
+
+def arm_normalize(point: str) -> None:
+    """Stops the run as normalize starts its 2nd file."""
+    from dlt.normalize.items_normalizers import ArrowItemsNormalizer, JsonLItemsNormalizer
+
+    for cls in (JsonLItemsNormalizer, ArrowItemsNormalizer):
+
+        def hooked_call(self: Any, *args: Any, __call: Any = cls.__call__) -> Any:
+            if nth("file") == 2:
+                wait_to_be_killed(point)
+            return __call(self, *args)
+
+        setattr(cls, "__call__", hooked_call)  # noqa: B010  (both classes, one hook)
+
+
+def arm_load_copy(point: str) -> None:
+    """Stops the run once a copy job of engagements (load_copy_root) or its widgets committed its rows."""
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
+
+    run = DuckDbCopyJob.run
+    table = "engagements" if point == "load_copy_root" else "engagements__widgets"
+
+    def hooked_run(self: DuckDbCopyJob) -> None:
+        run(self)  # the rows are in the staging table, committed
+        if self.load_table_name == table:
+            wait_to_be_killed(point)
+
+    DuckDbCopyJob.run = hooked_run  # type: ignore[method-assign]
+
+
+def arm_load_merge(point: str) -> None:
+    """Stops the run as the engagements merge is about to commit."""
+    from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+    from dlt.destinations.job_client_impl import SqlLoadJob
+
+    merging = threading.local()
+    run_sql, commit = SqlLoadJob.run, DuckDbSqlClient.commit_transaction
+
+    def hooked_sql(self: SqlLoadJob) -> None:
+        merging.engagements = Path(self._file_path).name.startswith("engagements.")
+        try:
+            run_sql(self)
+        finally:
+            merging.engagements = False
+
+    def hooked_commit(self: DuckDbSqlClient) -> None:
+        if getattr(merging, "engagements", False):
+            wait_to_be_killed(point)
+        commit(self)
+
+    SqlLoadJob.run = hooked_sql  # type: ignore[method-assign]
+    DuckDbSqlClient.commit_transaction = hooked_commit  # type: ignore[method-assign]
+
+
+ARMS = {"extract": arm_extract, "normalize": arm_normalize, "load_copy": arm_load_copy,
+        "load_copy_root": arm_load_copy, "load_merge": arm_load_merge}  # fmt: skip
+
+
 def arm(point: str) -> None:
-    """Installs the hook that stops the run at ``point``."""
-    calls: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def nth(name: str) -> int:
-        with lock:
-            calls[name] = calls.get(name, 0) + 1
-            return calls[name]
-
-    if point == "extract":
-        from twilio_studio.client import StudioClient
-
-        get = StudioClient.get
-
-        def hooked_get(self: StudioClient, url: str, what: str, gate: Any = None) -> dict[str, Any]:
-            if "/Engagements?" in url and nth("page") == 7:
-                wait_to_be_killed(point)
-            return get(self, url, what, gate)
-
-        StudioClient.get = hooked_get  # type: ignore[method-assign]
-
-    elif point == "normalize":
-        from dlt.normalize.items_normalizers import ArrowItemsNormalizer, JsonLItemsNormalizer
-
-        for cls in (JsonLItemsNormalizer, ArrowItemsNormalizer):
-
-            def hooked_call(self: Any, *args: Any, __call: Any = cls.__call__) -> Any:
-                if nth("file") == 2:
-                    wait_to_be_killed(point)
-                return __call(self, *args)
-
-            setattr(cls, "__call__", hooked_call)  # noqa: B010  (both classes, one hook)
-
-    elif point in ("load_copy", "load_copy_root"):
-        from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
-
-        run = DuckDbCopyJob.run
-        table = "engagements" if point == "load_copy_root" else "engagements__widgets"
-
-        def hooked_run(self: DuckDbCopyJob) -> None:
-            run(self)  # the rows are in the staging table, committed
-            if self.load_table_name == table:
-                wait_to_be_killed(point)
-
-        DuckDbCopyJob.run = hooked_run  # type: ignore[method-assign]
-
-    elif point == "load_merge":
-        from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
-        from dlt.destinations.job_client_impl import SqlLoadJob
-
-        merging = threading.local()
-        run_sql, commit = SqlLoadJob.run, DuckDbSqlClient.commit_transaction
-
-        def hooked_sql(self: SqlLoadJob) -> None:
-            merging.engagements = Path(self._file_path).name.startswith("engagements.")
-            try:
-                run_sql(self)
-            finally:
-                merging.engagements = False
-
-        def hooked_commit(self: DuckDbSqlClient) -> None:
-            if getattr(merging, "engagements", False):
-                wait_to_be_killed(point)
-            commit(self)
-
-        SqlLoadJob.run = hooked_sql  # type: ignore[method-assign]
-        DuckDbSqlClient.commit_transaction = hooked_commit  # type: ignore[method-assign]
-
-    elif point != "none":
+    """Installs the hook that stops the run at ``point`` (``none``: no hook)."""
+    if point == "none":
+        return
+    if point not in ARMS:
         raise SystemExit(f"unknown kill point {point!r}; use none or one of {', '.join(KILL_POINTS)}")
+    ARMS[point](point)
 
 
 def main(base_url: str, workdir: str, point: str, write_mode: str = "merge") -> None:
+    """Runs the pipeline the parent attaches to, armed to stop at ``point``."""
     from twilio_studio import twilio_studio_source
 
     arm(point)

@@ -1,5 +1,7 @@
-"""The auth token and the API key secret never show: not in logs (DEBUG included), exception texts,
-the pipeline state, the trace, load packages or the destination.
+"""The auth token and the API key secret never show.
+
+Not in logs (DEBUG included), exception texts, the pipeline state, the trace, load packages or the
+destination.
 
 Loads run as the user runs them (the CLI, in a subprocess, every logger at DEBUG) with distinctive
 secrets; then everything they printed and wrote is searched, decompressed and decoded: gzip'd load
@@ -103,6 +105,7 @@ class Written:
                 self.places += [(f"{path.name}: {where}", data) for where, data in duckdb_texts(path)]
 
     def where(self, needle: str) -> list[str]:
+        """The places (log, state, files, ...) that hold ``needle``."""
         return sorted({place for place, data in self.places if needle.encode() in data})
 
 

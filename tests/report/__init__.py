@@ -1,0 +1,1 @@
+"""The report: its SQL, text, HTML and graphs."""

@@ -542,9 +542,11 @@ class History:
 
     @property
     def column(self) -> str:
+        """The report's column that says which version a row is in this mode."""
         return VERSION_COLUMN[self.mode]
 
     def flow_of(self) -> dict[str, str]:
+        """Each engagement's flow SID, as the emulator shows them now."""
         return {v.script.sid: v.script.flow.sid for v in listed_views(self.emu)}
 
     def went_active_to_ended(self) -> set[str]:

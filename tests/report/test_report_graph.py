@@ -1,5 +1,7 @@
-"""The report's flow graphs: the design of the revision most engagements ran, counts on every transition,
-drop-off by widget type; from steps when loaded, from the context otherwise; DuckDB and PostgreSQL alike.
+"""The report's flow graphs, from steps when loaded, from the context otherwise.
+
+The design of the revision most engagements ran, counts on every transition, drop-off by widget
+type; DuckDB and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ WITH_STEPS = ("flows", "flow_revisions", "engagements", "engagement_steps")
 
 @dataclass
 class Graphs:
+    """The emulator and the graphs the report built from its load."""
     emu: Emulator
     steps: ReportData  # loaded with engagement_steps
     context: ReportData  # default resources: no steps

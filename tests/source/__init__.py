@@ -1,0 +1,1 @@
+"""The dlt source end to end against the emulator and loopback servers."""

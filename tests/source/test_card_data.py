@@ -1,5 +1,7 @@
-"""Card data never lands: the Capture Payments values the emulator served are nowhere in the
-destination, nor in the pipeline's files (extracted, normalized and loaded packages).
+"""Card data never lands.
+
+The Capture Payments values the emulator served are nowhere in the destination, nor in the
+pipeline's files (extracted, normalized and loaded packages).
 """
 
 from __future__ import annotations

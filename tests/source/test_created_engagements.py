@@ -1,5 +1,6 @@
-"""An engagement created through the API (CreateEngagement) loads like any other, with its
-parameters as flow data.
+"""An engagement created through the API (CreateEngagement) loads like any other.
+
+Its parameters are its flow data.
 """
 
 from __future__ import annotations

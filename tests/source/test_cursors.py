@@ -33,13 +33,14 @@ def at(n: int, updated: str | None, created: str | None = None, **extra: Any) ->
 
 @dataclass
 class Run:
+    """One run of the source: what the list shows, the options, what it must write."""
     shows: list[dict[str, Any]]  # the list's records (the server keeps Twilio's newest-first order)
     writes: set[int]  # engagement numbers this run writes
     options: dict[str, Any] = field(default_factory=dict)
 
 
 def sid(n: int) -> str:
-    return engagement(FLOW, n)["sid"]
+    return str(engagement(FLOW, n)["sid"])
 
 
 def newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,6 +55,7 @@ class Listing:
         self.queries: list[dict[str, list[str]]] = []
 
     def respond(self, path: str) -> Answer:
+        """The flow, its engagement or execution list (any query), 404 otherwise."""
         parts = urlsplit(path)
         if parts.path == f"/v1/Flows/{FLOW}":
             return Answer(200, flow(FLOW))

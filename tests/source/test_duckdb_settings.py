@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
@@ -16,19 +17,20 @@ ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
 
 def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
-    """memory_limit and preserve_insertion_order of the last connection ``pipeline.run`` opened (the
-    load step's), read from DuckDB itself.
+    """The memory_limit and preserve_insertion_order of the load step's DuckDB connection.
+
+    Read from DuckDB itself, on the last connection ``pipeline.run`` opened.
     """
     from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
     seen: list[dict[str, str]] = []
     original = DuckDbSqlClient.open_connection
 
-    def spy(self: DuckDbSqlClient) -> object:
+    def spy(self: DuckDbSqlClient) -> Any:
         conn = original(self)
         seen.append(
             {
-                name: str(conn.execute(f"SELECT current_setting('{name}')").fetchone()[0]).lower()  # type: ignore[attr-defined]
+                name: str(conn.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]).lower()
                 for name in ("memory_limit", "preserve_insertion_order")
             }
         )
@@ -56,7 +58,9 @@ def test_the_library_path_loads_with_the_cap_and_gives_it_back(
     pipeline.run(make_source(emu.base_url))  # dlt's defaults, as README's Python example
     assert dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is None, "the cap must end with the run"
     with pipeline.sql_client() as client:  # a connection after the run: DuckDB's defaults again
-        (limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
+        rows = client.execute_sql("SELECT current_setting('memory_limit')")
+    assert rows is not None
+    (limit,) = rows[0]
     assert limit not in ("122.0 MiB", "488.2 MiB")
 
 

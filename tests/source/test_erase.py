@@ -1,5 +1,6 @@
-"""Erasure of one contact (twilio_studio.erase and `twilio-studio erase`) on DuckDB: every row of the
-contact goes, in every table and version, found by the keyed hash too; nothing else changes; with
+"""Erasure of one contact (twilio_studio.erase and `twilio-studio erase`) on DuckDB.
+
+Every row of the contact goes, in every table and version, found by the keyed hash too; nothing else changes; with
 Twilio's copies deleted as well, a later load does not bring them back.
 """
 

@@ -21,7 +21,7 @@ def list_pages(emu: Emulator, since: int) -> int:
     return sum(1 for p in emu.stats.paths[since:] if p.endswith("/Engagements"))
 
 
-def table_rows(loaded: Loaded) -> dict[str, list[tuple[Any, ...]]]:
+def table_rows(loaded: Loaded) -> dict[str, list[str]]:
     out = {}
     for table in TABLES:
         columns = [r[0] for r in loaded.sql(f"DESCRIBE {table}") if not r[0].startswith("_dlt_load")]
@@ -30,8 +30,10 @@ def table_rows(loaded: Loaded) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def pages_that_can_hold_changes(emu: Emulator, oldest_active: dict[str, Any], page_size: int) -> int:
-    """List pages a newest-first walk reads until the first page wholly created before the oldest
-    engagement still active at the last run (per flow), that page included.
+    """The list pages a newest-first walk reads, per flow.
+
+    Until the first page wholly created before the oldest engagement still active at the last run,
+    that page included.
     """
     total = 0
     for f in emu.dataset.flows:

@@ -1,11 +1,14 @@
-"""Subaccounts: every account read with its own credentials, its rows marked with its SID, its
-cursors kept apart, and one failing account leaving the others loaded.
+"""Subaccounts: every account read with its own credentials.
+
+Its rows are marked with its SID, its cursors kept apart, and one failing account leaves the others
+loaded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,7 +195,7 @@ def test_upgrading_to_subaccounts_reloads_nothing_of_the_own_account(
     assert {r[0] for r in loaded.sql("SELECT DISTINCT account_sid FROM engagements")} == set(active(emu))
     with account_report() as report:  # and back: a single-account run finds the parent's cursors
         loaded.run(make_source(emu.base_url))
-    assert report.rows.get(PARENT, {}).get("engagements", 0) == 0
+    assert report.rows.get(PARENT, Counter())["engagements"] == 0
 
 
 def test_requests_stay_within_each_accounts_limit_and_the_runs_bound(

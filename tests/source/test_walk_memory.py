@@ -1,5 +1,7 @@
-"""How the walk keeps memory small without losing concurrency: the shared parse gate, more walks than
-request slots, and the cycle collector's pace (BENCHMARKS.md has the numbers).
+"""How the walk keeps memory small without losing concurrency.
+
+The shared parse gate, more walks than request slots, and the cycle collector's pace
+(BENCHMARKS.md has the numbers, benchmarks/budgets.py the memory handed back).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import platform
 import subprocess
 import sys
 import threading
-from typing import Any
+from collections.abc import Generator
+from typing import Any, cast
 
 import pytest
 
@@ -50,8 +53,9 @@ class WatchedGate(threading.Semaphore):
 def test_a_page_is_parsed_only_in_turn_while_its_request_is_already_answered(emulator: Emulator) -> None:
     gate = WatchedGate()
     studio = client(emulator)
-    first, second = (studio.pages(f"/v1/Flows/{f.sid}/Engagements", "engagements", "t", {"PageSize": 5}, gate)
-                     for f in emulator.dataset.flows[:2])  # fmt: skip
+    walks = [studio.pages(f"/v1/Flows/{f.sid}/Engagements", "engagements", "t", {"PageSize": 5}, gate)
+             for f in emulator.dataset.flows[:2]]  # fmt: skip
+    first, second = (cast(Generator[list[dict[str, Any]], None, None], walk) for walk in walks)
     page = next(first)
     assert len(page) == 5 and held(gate)
     got: list[object] = []

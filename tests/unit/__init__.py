@@ -1,0 +1,1 @@
+"""Single modules of the package, without a pipeline."""

@@ -95,7 +95,7 @@ def test_coerce_context(raw: Any, expected: Any) -> None:
 
 
 def test_engagement_row_parses_times_and_trigger() -> None:
-    item = {
+    item: dict[str, Any] = {
         "sid": "FN1", "flow_sid": "FW1", "status": "ended", "date_created": "2026-03-01T10:00:00Z",
         "date_updated": None, "context": {},
     }  # fmt: skip

@@ -76,7 +76,8 @@ class Subaccount:
         **dataset_options: Any,
     ) -> list[Subaccount]:
         """``count`` subaccounts with distinct SIDs, tokens and flows (seed ``seed + n`` for the n-th);
-        ``statuses`` maps an index to ``suspended`` or ``closed`` (the others are active)."""
+        ``statuses`` maps an index to ``suspended`` or ``closed`` (the others are active).
+        """
         out = []
         for n in range(count):
             sid = "AC" + _hex("subaccount", seed, n)

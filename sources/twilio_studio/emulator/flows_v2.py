@@ -17,7 +17,8 @@ def _author(flow: Flow) -> str:
 
 def render_v2_flow(origin: str, account_sid: str, flow: Flow, with_definition: bool) -> dict[str, Any]:
     """A v2 Flow: its latest revision as ``render_revision`` shows it, with the flow's own dates,
-    URL, links and webhook."""
+    URL, links and webhook.
+    """
     url = f"{origin}/v2/Flows/{flow.sid}"
     return {
         **render_revision(origin, account_sid, flow, flow.revisions[-1], with_definition),

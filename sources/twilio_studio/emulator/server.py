@@ -269,7 +269,8 @@ class Emulator:
 
         def release() -> None:
             """Ends the request's count before its answer goes out: once a client can read the answer,
-            its next request must not find this one still counted (a 429 it did not earn)."""
+            its next request must not find this one still counted (a 429 it did not earn).
+            """
             nonlocal released
             if not released:
                 released = True

@@ -178,7 +178,8 @@ class Writes:
         self, flow: Flow, now: datetime, lo: int, hi: int, since: datetime | None, until: datetime | None
     ) -> tuple[MergedListing, Callable[[int], EngagementView]]:
         """The keys of a flow's visible runs (dataset runs ``lo <= i < hi`` and created ones) and a
-        function from key to view."""
+        function from key to view.
+        """
         with self._lock:
             created = sorted(self._by_key.get(flow.sid, {}).items())
             deleted = set(self._deleted)
