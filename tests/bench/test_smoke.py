@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SHAPED = {"1a", "1l", "1c"}  # on every context shape: default, ".light", ".heavy"
 CASES = {
@@ -20,6 +22,7 @@ CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     out, results = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
     proc = subprocess.run(
@@ -66,3 +69,15 @@ def test_quick_run_produces_every_case_verified(tmp_path: Path) -> None:
     assert "<!-- benchmark-results:begin -->" in markdown and "| case | what |" in markdown
     assert "| shape | list item B |" in markdown
     assert "python -m benchmarks.run --quick" in markdown
+
+
+@pytest.mark.slow
+def test_budgets_measure_each_behaviour(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.budgets", "--json", str(tmp_path / "budgets.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: a target missed on this machine, not a failure here
+    budgets = {b["id"]: b for b in json.loads((tmp_path / "budgets.json").read_text())}
+    assert set(budgets) == {"retry_after", "trickle_timeout", "freed_memory"}
+    assert all(b["target"] and b["unit"] for b in budgets.values())

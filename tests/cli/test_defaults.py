@@ -110,6 +110,7 @@ def test_readme_has_sql_for_every_load() -> None:
     assert {s.dataset for s in STATEMENTS} == {"default", "all_resources", "scd2", "append"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statement", STATEMENTS, ids=[s.id for s in STATEMENTS])
 def test_readme_sql_runs_as_printed(loads: dict[str, Path], statement: Statement) -> None:
     targets = ["default", "demo"] if statement.dataset == "default" else [statement.dataset]

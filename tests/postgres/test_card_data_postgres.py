@@ -28,6 +28,7 @@ def payments() -> Iterator[Emulator]:
         yield emu
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [pytest.param(False, id="default_redacts"), pytest.param(True, id="kept_on_request")])
 def test_card_values_in_postgres(payments: Emulator, pg: PgLoaded, tmp_path: Path, keep: bool) -> None:
     needles = distinctive(served_card_values(payments))

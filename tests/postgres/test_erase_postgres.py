@@ -50,6 +50,7 @@ def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
     return hits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("write_mode", "key"),
     [pytest.param("merge", ERASURE_KEY, id="merge_pseudonymized"), pytest.param("scd2", None, id="scd2_every_version")],

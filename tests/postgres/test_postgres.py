@@ -50,7 +50,7 @@ def snapshot_duck(duck: Loaded) -> dict[str, Any]:
 def test_postgres_matches_duckdb_through_incremental_runs(
     emulator_factory: EmulatorFactory, loaded: Loaded, pg: PgLoaded
 ) -> None:
-    emu = emulator_factory(flows=3, engagements=150)
+    emu = emulator_factory(flows=3, engagements=60)
     loaded.run(make_source(emu.base_url))
     pg.run(make_source(emu.base_url))
     assert snapshot_pg(pg) == snapshot_duck(loaded)

@@ -27,6 +27,7 @@ def source(emu: Emulator) -> Any:
     return src.with_resources("flows", "engagements", "engagement_steps")
 
 
+@pytest.mark.slow
 def test_subaccounts_load_into_postgres_as_into_duckdb(emu: Emulator, pg: PgLoaded, loaded: Loaded) -> None:
     with account_report() as report:
         pg.run(source(emu))

@@ -44,6 +44,7 @@ def after_two_days(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
         return snapshot(reference_load(tmp_path_factory.mktemp("reference"), emu, page_size=PAGE), NO_URL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "faults", "options", "reason"),
     [
@@ -100,6 +101,7 @@ def test_failure_beyond_max_attempts_keeps_state_and_the_next_run_is_exact(
     assert_same_tables(db, after_two_days, NO_URL)  # exactly a clean load: no row missing, none twice
 
 
+@pytest.mark.slow
 def test_a_bad_night_of_every_fault_at_once_still_loads_the_exact_rows(
     emulator_factory: EmulatorFactory, after_two_days: Snapshot, tmp_path: Path
 ) -> None:

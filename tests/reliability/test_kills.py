@@ -85,6 +85,7 @@ DLT_ROOT_DEDUP = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "write_mode"),
     [

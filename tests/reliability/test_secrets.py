@@ -118,6 +118,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 # ---------------------------------------------------------------------------- tests
+@pytest.mark.slow
 def test_secrets_appear_nowhere_in_logs_state_packages_trace_or_destination(tmp_path: Path) -> None:
     token, api_secret, wrong = secrets()
     dataset = Dataset(seed=5, flows=2, engagements_per_flow=30)

@@ -599,6 +599,7 @@ def as_counts(transitions: list[Transition]) -> dict[tuple[date, str, str, str],
     return {(t.day, t.flow_sid, t.from_status, t.to_status): t.count for t in transitions}
 
 
+@pytest.mark.slow
 def test_transitions_equal_a_self_join_on_the_table(history: History) -> None:
     assert history.report.version_column == history.column
     rows = history.loaded.sql(previous_versions_sql(history.column))

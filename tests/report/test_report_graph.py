@@ -76,6 +76,7 @@ def graph_of(report: ReportData, flow_sid: str) -> FlowGraph:
     return graph
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flow_index", range(3), ids=[f"flow_{i}" for i in range(3)])
 def test_graph_counts_every_transition_taken_from_steps(graphs: Graphs, flow_index: int) -> None:
     flow = graphs.emu.dataset.flows[flow_index]
@@ -138,6 +139,7 @@ def test_without_steps_the_graph_comes_from_the_context_and_says_so(graphs: Grap
     assert "graphs" not in graphs.steps.notes
 
 
+@pytest.mark.slow
 def test_graphs_render_as_a_picture_and_a_table_per_flow(graphs: Graphs) -> None:
     page = render_html(graphs.steps)
     text = render_text(graphs.steps)
@@ -171,6 +173,7 @@ def test_without_definitions_the_page_says_how_to_get_them(tmp_path: Path) -> No
     assert NO_DEFINITIONS_NOTE in render_text(report)
 
 
+@pytest.mark.slow
 def test_postgres_gives_the_same_graphs(graphs: Graphs, tmp_path: Path) -> None:
     if not POSTGRES_URL:
         if os.environ.get("CI", "").lower() == "true":

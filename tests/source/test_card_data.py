@@ -27,6 +27,7 @@ def payments() -> Iterator[Emulator]:
         yield emu
 
 
+@pytest.mark.slow
 def test_no_card_value_lands_by_default(payments: Emulator, loaded: Loaded, tmp_path: Path) -> None:
     served = served_card_values(payments)
     needles = distinctive(served)

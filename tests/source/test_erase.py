@@ -62,6 +62,7 @@ def studio(emu: Emulator) -> StudioClient:
     return StudioClient(emu.base_url, ACCOUNT_SID, AUTH_TOKEN)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("write_mode", "key"),
     [
@@ -105,6 +106,7 @@ def test_erase_removes_the_contact_and_nothing_else(loaded: Loaded, write_mode: 
     assert erase_contact(loaded.pipeline, address, pseudonymize_key=key).total == 0  # nothing left
 
 
+@pytest.mark.slow
 def test_erase_in_twilio_keeps_a_later_load_from_bringing_them_back(loaded: Loaded) -> None:
     with Emulator(Dataset(seed=22, flows=2, engagements_per_flow=60, long_running_share=0.6)) as emu:
         loaded.run(make_source(emu.base_url).with_resources(*WITH_STEPS))
@@ -142,6 +144,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_erase_command(tmp_path: Path) -> None:
     with Emulator(Dataset(seed=24, flows=2, engagements_per_flow=40)) as emu:
         env = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.kit.duck import Loaded
 from tests.kit.studio import DEFAULT_ENGAGEMENTS, EmulatorFactory, listed_views, make_source
 from twilio_studio.emulator import Emulator
@@ -23,17 +25,19 @@ def two_runs(emu: Emulator, loaded: Loaded, mode: str) -> set[str]:
     return ended
 
 
+@pytest.mark.slow
 def test_merge_keeps_one_row_per_engagement(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
-    emu = emulator_factory(flows=2, engagements=150)
+    emu = emulator_factory()
     ended = two_runs(emu, loaded, "merge")
     rows = loaded.sql("SELECT sid, status FROM engagements WHERE sid IN (SELECT unnest(?))", sorted(ended))
     assert sorted(rows) == sorted((sid, "ended") for sid in ended)
 
 
+@pytest.mark.slow
 def test_scd2_keeps_both_versions_with_validity_and_child_rows(
     emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
-    emu = emulator_factory(flows=2, engagements=150)
+    emu = emulator_factory()
     ended = two_runs(emu, loaded, "scd2")
     sid = sorted(ended)[0]
     versions = loaded.sql(
@@ -61,6 +65,7 @@ def test_scd2_run_without_change_adds_no_version(emulator: Emulator, loaded: Loa
     assert loaded.scalar("SELECT count(*) FROM engagements") == before == DEFAULT_ENGAGEMENTS
 
 
+@pytest.mark.slow
 def test_scd2_retention_retires_nothing(emulator: Emulator, loaded: Loaded) -> None:
     loaded.run(make_source(emulator.base_url, write_mode="scd2"))
     first = {r[0] for r in loaded.sql("SELECT sid FROM engagements")}
@@ -70,8 +75,9 @@ def test_scd2_retention_retires_nothing(emulator: Emulator, loaded: Loaded) -> N
     assert first <= still_open
 
 
+@pytest.mark.slow
 def test_append_logs_each_snapshot_with_its_time(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
-    emu = emulator_factory(flows=2, engagements=150)
+    emu = emulator_factory()
     ended = two_runs(emu, loaded, "append")
     sid = sorted(ended)[0]
     snaps = loaded.sql("SELECT status, snapshot_at FROM engagements WHERE sid = ? ORDER BY snapshot_at", sid)

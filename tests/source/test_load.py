@@ -65,7 +65,7 @@ def widgets_by_sid(loaded: Loaded) -> dict[str, list[str]]:
 def test_changed_engagements_replace_their_row_and_child_rows(
     emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
-    emu = emulator_factory(flows=2, engagements=300)
+    emu = emulator_factory(flows=2, engagements=100)
     loaded.run(make_source(emu.base_url))
     active_before = {r[0] for r in loaded.sql("SELECT sid FROM engagements WHERE status = 'active'")}
     assert active_before, "the dataset must start with active engagements for this test to mean anything"
@@ -230,6 +230,7 @@ def test_lookback_rereads_recent_engagements(emulator: Emulator, loaded: Loaded)
     assert 0 < again["engagements"] < DEFAULT_ENGAGEMENTS  # the last three days' (tests/source/test_cursors.py)
 
 
+@pytest.mark.slow
 def test_child_rows_go_when_a_new_version_has_none(loaded: Loaded) -> None:
     flow_sid = "FW" + "2" * 32
     first = engagement(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.kit.duck import Loaded
 from tests.kit.studio import listed, make_source
 from twilio_studio.emulator import Emulator
@@ -26,6 +28,7 @@ def text_cells(loaded: Loaded) -> list[str]:
     return cells
 
 
+@pytest.mark.slow
 def test_no_contact_address_is_stored_when_pseudonymized(emulator: Emulator, loaded: Loaded) -> None:
     source = make_source(emulator.base_url, pseudonymize_key="k-one", widget_fields="all")
     loaded.run(source.with_resources(*ALL))

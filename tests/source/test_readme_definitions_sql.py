@@ -55,6 +55,7 @@ def test_readme_has_the_definition_queries() -> None:
     assert len(BLOCKS) >= 9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sql", "resources"), BLOCKS, ids=[f"block_{n}" for n in range(len(BLOCKS))])
 def test_readme_block_runs_as_printed(databases: Any, sql: str, resources: tuple[str, ...] | None) -> None:
     with duckdb.connect(databases[resources], read_only=True) as con:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.kit.duck import Loaded
-from tests.kit.studio import EmulatorFactory, expected_sids, listed_views, make_source
+from tests.kit.studio import DEFAULT_ENGAGEMENTS, EmulatorFactory, expected_sids, listed_views, make_source
 from twilio_studio.emulator import Emulator, Faults
 from twilio_studio.emulator.dataset import TRIGGER_OF, EngagementView
 from twilio_studio.emulator.definitions import TRIGGER_EVENTS
@@ -71,12 +73,13 @@ def test_engagement_steps_load_every_step_as_the_spec_reads_it(emulator: Emulato
     assert mismatched == 0
 
 
+@pytest.mark.slow
 def test_steps_are_fetched_only_for_new_or_changed_parents(
     emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
-    emu = emulator_factory(flows=2, engagements=150)
+    emu = emulator_factory()
     loaded.run(source(emu, "engagements", "engagement_steps"))
-    assert len(step_requests(emu)) == 300
+    assert len(step_requests(emu)) == DEFAULT_ENGAGEMENTS  # one per engagement
     mark = len(emu.stats.paths)
     written = loaded.run(source(emu, "engagements", "engagement_steps"))
     assert step_requests(emu, mark) == [] and "engagement_steps" not in written
@@ -88,10 +91,11 @@ def test_steps_are_fetched_only_for_new_or_changed_parents(
     assert loaded.scalar("SELECT count(*) FROM engagement_steps") == sum(len(v.steps) for v in want.values())
 
 
+@pytest.mark.slow
 def test_executions_carry_v2_fields_and_use_date_created_from(
     emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
-    emu = emulator_factory(flows=2, engagements=150)
+    emu = emulator_factory()
     loaded.run(source(emu, "executions", "execution_steps"))
     want = views(emu)
     rows = loaded.sql("SELECT sid, flow_version, initiated_by, status FROM executions")
@@ -122,6 +126,7 @@ def test_executions_carry_v2_fields_and_use_date_created_from(
     assert all(current[sid] == v.status for sid, v in now.items())
 
 
+@pytest.mark.slow
 def test_step_requests_share_the_account_limit_and_survive_429(
     emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:

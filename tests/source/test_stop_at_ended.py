@@ -44,13 +44,14 @@ def pages_that_can_hold_changes(emu: Emulator, oldest_active: dict[str, Any], pa
     return total
 
 
+@pytest.mark.slow
 def test_an_hourly_run_reads_only_the_pages_that_can_hold_changes_and_loads_what_a_full_walk_loads(
     emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
-    emu = emulator_factory(flows=2, engagements=1200)
+    emu = emulator_factory(flows=2, engagements=300)
     full, early = Loaded(tmp_path, "full"), Loaded(tmp_path, "early")
-    full.run(make_source(emu.base_url, page_size=50))
-    early.run(make_source(emu.base_url, page_size=50, stop_at_ended_pages=True))
+    full.run(make_source(emu.base_url, page_size=10))
+    early.run(make_source(emu.base_url, page_size=10, stop_at_ended_pages=True))
     # the oldest engagement still active per flow, or the newest where none is (FlowCursor.created_from)
     oldest_active = dict(
         full.sql(
@@ -61,24 +62,24 @@ def test_an_hourly_run_reads_only_the_pages_that_can_hold_changes_and_loads_what
     emu.advance(hours=3)  # new engagements arrive, recent ones progress or end
 
     before = len(emu.stats.paths)
-    full.run(make_source(emu.base_url, page_size=50))
+    full.run(make_source(emu.base_url, page_size=10))
     walked = list_pages(emu, before)
     before = len(emu.stats.paths)
-    written = early.run(make_source(emu.base_url, page_size=50, stop_at_ended_pages=True))
+    written = early.run(make_source(emu.base_url, page_size=10, stop_at_ended_pages=True))
     read = list_pages(emu, before)
 
     assert written.get("engagements", 0) > 0, "the clock must have changed something for this test to mean anything"
-    assert read == pages_that_can_hold_changes(emu, oldest_active, 50) < walked
+    assert read == pages_that_can_hold_changes(emu, oldest_active, 10) < walked
     assert table_rows(early) == table_rows(full)
 
 
 def test_off_by_default_every_page_is_read(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
-    emu = emulator_factory(flows=1, engagements=600)
-    loaded.run(make_source(emu.base_url, page_size=50))
+    emu = emulator_factory(flows=1, engagements=150)
+    loaded.run(make_source(emu.base_url, page_size=10))
     emu.advance(hours=3)
     before = len(emu.stats.paths)
-    loaded.run(make_source(emu.base_url, page_size=50))
-    assert list_pages(emu, before) == 600 // 50 + 1  # every page, and the one after the arrivals
+    loaded.run(make_source(emu.base_url, page_size=10))
+    assert list_pages(emu, before) == 150 // 10 + 1  # every page, and the one after the arrivals
 
 
 def _at(hour: int) -> str:
