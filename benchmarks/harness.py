@@ -1,6 +1,7 @@
 """The run: ``run_all`` is a loop over ``benchmarks.catalogue``: per group an emulator process, per
 case a process of its own (``run_case``) whose wall time, peak RSS, CPU and emulator traffic are
-measured, and whose DuckDB file is read back here (``inspect_db``) to check it."""
+measured, and whose DuckDB file is read back here (``inspect_db``) to check it.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def run_case(
     fingerprint: bool = False,
 ) -> Case:
     """Runs one case in its own process against ``emu``; fills wall time, peak RSS and the result
-    (``fingerprint``: also a digest of every table's contents, to compare two loads)."""
+    (``fingerprint``: also a digest of every table's contents, to compare two loads).
+    """
     casedir = workdir / case.id
     casedir.mkdir(parents=True, exist_ok=True)
     config, result = casedir / "config.json", casedir / "result.json"
@@ -167,7 +169,8 @@ def _columns(con: Any, schema: str, catalog: str, table: str) -> list[str]:
 
 def _digest(con: Any, schema: str, catalog: str, table: str) -> str:
     """Rows and an order-free digest of a table's data columns (dlt's own ids and load ids left out,
-    they differ between two loads of the same data; tombstones left out)."""
+    they differ between two loads of the same data; tombstones left out).
+    """
     columns = _columns(con, schema, catalog, table)
     data = [c for c in columns if not c.startswith("_dlt") and c != "_tombstone"]
     where = " WHERE _tombstone IS NOT TRUE" if "_tombstone" in columns else ""
@@ -233,7 +236,8 @@ def source_cfg(workdir: Path, name: str, **options: Any) -> dict[str, Any]:
 
 def copy_pipeline(workdir: Path, name: str, to_dir: str, to_db: str) -> dict[str, Any]:
     """A copy of a finished case's pipeline (local state and DuckDB file): the config of a case that
-    starts from the same state."""
+    starts from the same state.
+    """
     pipelines = workdir / to_dir
     shutil.rmtree(pipelines, ignore_errors=True)
     shutil.copytree(workdir / "pipelines" / name, pipelines / name)
@@ -303,7 +307,8 @@ def emulator_info(emu: EmulatorProcess) -> dict[str, Any]:
 
 def advance_clock(run: Run, group: Group, emu: EmulatorProcess) -> None:
     """Before the first incremental case: copies of the pipelines later cases start from, then the
-    clock moves so that ``change_share`` of the engagements change."""
+    clock moves so that ``change_share`` of the engagements change.
+    """
     s = run.sizes
     for spec in group.cases:
         if spec.starts_from is not None:

@@ -1,6 +1,7 @@
 """The harness's child processes: the emulator's (``benchmarks.emulator_proc``) and each case's
 (``benchmarks.cases``): their environment, their exit and peak RSS, a memory watch that stops a
-runaway case, and the RSS peak of each dlt step."""
+runaway case, and the RSS peak of each dlt step.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def rss_kb(pid: int) -> int:
 class MemoryWatch:
     """Samples a process's RSS four times a second into a CSV timeline and kills the process when
     it passes ``limit_kb``: one runaway case must not push the machine (and its other users) into
-    the OOM killer."""
+    the OOM killer.
+    """
 
     def __init__(self, proc: subprocess.Popen[Any], limit_kb: int, timeline: Path, interval: float = 0.25) -> None:
         self.proc, self.limit_kb, self.timeline, self.interval = proc, limit_kb, timeline, interval
@@ -103,7 +105,8 @@ class MemoryWatch:
 
 def phase_peaks(casedir: Path) -> tuple[dict[str, int], str | None]:
     """Peak RSS (kB) of each dlt step, from the RSS timeline and the phases the case recorded; and
-    the step the case was in last."""
+    the step the case was in last.
+    """
     try:
         phases = [json.loads(line) for line in (casedir / "phases.jsonl").read_text().splitlines() if line]
         samples = [line.split(",") for line in (casedir / "rss.csv").read_text().splitlines()[1:]]

@@ -1,5 +1,6 @@
 """The results as tables: plain text for the terminal, Markdown for BENCHMARKS.md (between its
-``benchmark-results`` markers, the rest of the file left as it is)."""
+``benchmark-results`` markers, the rest of the file left as it is).
+"""
 
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ SHAPE_HEADER = ["shape", "list item B", "context B", "child rows / engagement", 
 
 def shape_rows(run: dict[str, Any]) -> list[list[str]]:
     """Per context shape: its size, child rows per engagement (counted in the CLI's DuckDB file: the
-    four child tables, tombstones excluded, / engagements) and each path's cost per child row."""
+    four child tables, tombstones excluded, / engagements) and each path's cost per child row.
+    """
     by_id: dict[str, Case] = {c.id: c for c in run["cases"]}
     rows = []
     for shape in run["sizes"]["shapes"]:

@@ -1,5 +1,6 @@
 """Issue #17's targets, judged from the cases a run measured: each ``Target`` says its goal, what was
-measured and whether it passed."""
+measured and whether it passed.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ HEAVY_CHILD_ROWS = 30  # the heavy shape's least child rows per engagement (issu
 
 def per_shape(c: Case, floor: Case | None) -> dict[str, float | None]:
     """Child rows per engagement and the cost of each child row: (wall - the shape's floor wall) /
-    child rows, in microseconds (what the connector adds over fetching and storing raw JSON)."""
+    child rows, in microseconds (what the connector adds over fetching and storing raw JSON).
+    """
     rows = c.child_rows
     per = rows / c.expected_rows if rows is not None and c.expected_rows else None
     cost = ((c.wall_seconds - floor.wall_seconds) / rows * 1e6) if rows and floor and floor.ok else None
@@ -104,7 +106,8 @@ def full_load_targets(by_id: dict[str, Case], s: Sizes) -> list[Target]:
 
 def _vs_ideal(c: Case, latency: float) -> tuple[int, float, float, float]:
     """A latency-bound case against its ideal, every request ``DEFAULT_MAX_CONCURRENCY`` at a time:
-    (requests answered 200, the ideal seconds, its extract seconds, their ratio); notes the ideal."""
+    (requests answered 200, the ideal seconds, its extract seconds, their ratio); notes the ideal.
+    """
     requests = int(c.emulator.get("by_status", {}).get("200", 0))
     ideal = requests / DEFAULT_MAX_CONCURRENCY * latency
     extract = c.step("extract") or c.wall_seconds

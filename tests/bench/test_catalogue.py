@@ -1,5 +1,8 @@
-"""The benchmark's case catalogue as data: which cases a command line runs, in which order, on which
-emulator. No process is started: this reads ``benchmarks.catalogue`` as the harness's loop does."""
+"""The benchmark's case catalogue as data: which cases a command line runs, in which order.
+
+And on which emulator. No process is started: this reads ``benchmarks.catalogue`` as the harness's
+loop does.
+"""
 
 from __future__ import annotations
 
