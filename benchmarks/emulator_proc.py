@@ -42,6 +42,7 @@ def routes(paths: list[str]) -> dict[str, int]:
 
 
 def build(args: argparse.Namespace) -> Emulator:
+    """The emulator the command line describes (dataset, faults, subaccounts)."""
     dataset = Dataset(
         seed=args.seed,
         flows=args.flows,
@@ -62,6 +63,7 @@ def subaccounts(args: argparse.Namespace) -> list[Subaccount]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serves the emulator until stdin closes or SIGTERM, after one JSON line with its base URL and pid."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--flows", type=int, required=True)

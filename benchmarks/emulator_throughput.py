@@ -47,6 +47,7 @@ def walk(session: requests.Session, url: str, params: dict[str, str]) -> tuple[i
 
 
 def main() -> int:
+    """Walks the emulator's engagement list ``--rounds`` times; prints the engagements served per second."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engagements", type=int, default=50_000)
     parser.add_argument("--page-size", type=int, default=1000)

@@ -35,6 +35,7 @@ class ChangePlan:
 
     @property
     def changed(self) -> int:
+        """Engagements new or updated in the advance."""
         return self.new + self.updated
 
 
@@ -63,6 +64,7 @@ class ChangeModel:
         self.horizon = horizon
 
     def plan(self, seconds: int) -> ChangePlan:
+        """What an advance of ``seconds`` changes."""
         updated = bisect_right(self.next_changes, seconds)  # next change at or before now + seconds
         new = sum(1 for a in self.arrivals if a < seconds)  # created in [now, now + seconds)
         after = visible(self.dataset, self.now + timedelta(seconds=seconds))

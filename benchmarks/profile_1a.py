@@ -69,6 +69,7 @@ def summarize(raw: Path, top: int = 25) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs case 1a under py-spy; prints where each thread group's time goes."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engagements", type=int, default=100_000)
     p.add_argument("--flows", type=int, default=10)

@@ -18,6 +18,7 @@ DUCKDB_FILE = "twilio_studio_data.duckdb"  # not dlt's default twilio_studio.duc
 
 
 def load(destination: str = "duckdb") -> None:
+    """Loads every flow into ``destination`` (DuckDB by default) under the run lock; prints the load info."""
     target: Any = dlt.destinations.duckdb(DUCKDB_FILE) if destination == "duckdb" else destination
     pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination=target, dataset_name="twilio_studio")
     with run_lock(pipeline):  # a second run of this pipeline raises RunInProgressError before any request

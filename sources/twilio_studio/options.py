@@ -32,11 +32,13 @@ def where(key: str) -> str:
 
 
 def env_var(key: str) -> str:
+    """The environment variable dlt reads ``key`` of the source from."""
     return f"{SECTION.replace('.', '__').upper()}__{key.upper()}"
 
 
 @dataclass
 class SourceOptions:
+    """The source's options as the user gave them (dlt's configuration or the call)."""
     flow_sids: Sequence[str] | str | None
     account_sid: str | None
     auth_token: str | None
@@ -59,6 +61,7 @@ class SourceOptions:
 
 @dataclass(frozen=True)
 class ValidOptions:
+    """The options checked and normalized: dates in UTC, credentials chosen, numbers as floats."""
     flow_sids: list[str] | None
     username: str
     password: str

@@ -27,12 +27,14 @@ class Pseudonymizer:
         return "Pseudonymizer(<key>)"
 
     def token(self, value: str) -> str:
+        """The pseudonym of ``value``; a pseudonym stays as it is."""
         if value.startswith(PREFIX):
             return value
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
         return PREFIX + digest[:32]
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Pseudonymizes the row's contact values wherever they appear in it; returns the row."""
         known = {v for k in ("contact_channel_address", "initiated_by") if isinstance(v := row.get(k), str)}
         self._walk(row, known)
         return row

@@ -120,6 +120,7 @@ class Shape:
 
     # ---------------------------------------------------------------- engagements
     def created_at(self, i: int) -> datetime:
+        """When engagement ``i`` of the flow was created."""
         jitter = _unit(self.seed, self.flow_index, i, "jitter")
         return self.time_at(self.base_weight + (i + jitter) * self.per_engagement)
 
