@@ -25,7 +25,7 @@ def default_duckdb_file(pipeline_name: str) -> str:
 
 
 def legacy_duckdb_file(pipeline_name: str) -> str:
-    """Dlt's default DuckDB file name, which earlier versions of the CLI loaded into."""
+    """The default DuckDB file name of dlt, which earlier versions of the CLI loaded into."""
     return f"{pipeline_name}.duckdb"
 
 

@@ -46,7 +46,8 @@ def _is_terminal(stream: TextIO) -> bool:
 
 class Rates:
     """Reading rates from successive snapshots: per flow since its walk began, the run's over the last
-    few seconds (what it does now) and over the whole walk. Times are passed in: no clock inside."""
+    few seconds (what it does now) and over the whole walk. Times are passed in: no clock inside.
+    """
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -97,15 +98,16 @@ def _rate(value: float | None) -> str:
 
 
 def steps_text(snap: Snapshot) -> str:
-    """dlt's steps so far: ``extract done, normalize done, load 3 of 7 jobs``."""
+    """The dlt steps so far: ``extract done, normalize done, load 3 of 7 jobs``."""
     if not snap.steps:
         return "starting"
     return ", ".join(f"{s.describe()}{' done' if s.done else ''}" for s in merged_steps(snap.steps))
 
 
 def merged_steps(steps: tuple[StepProgress, ...]) -> list[StepProgress]:
-    """dlt's steps with those of one name in a row as one: dlt extracts the pipeline's state in an
-    extract of its own, right after the source's; a user sees one extract step."""
+    """The dlt steps with those of one name in a row as one: dlt extracts the pipeline's state in an
+    extract of its own, right after the source's; a user sees one extract step.
+    """
     out: list[StepProgress] = []
     for step in steps:
         if out and out[-1].name == step.name:

@@ -100,7 +100,7 @@ class Snapshot:
 
     @property
     def step(self) -> StepProgress | None:
-        """dlt's step now (or the last one, once it ended)."""
+        """The dlt step now (or the last one, once it ended)."""
         return self.steps[-1] if self.steps else None
 
 
@@ -180,7 +180,8 @@ class RunWatch:
 
     def snapshot(self) -> Snapshot:
         """The counters now. Read without the walk's locks: each number is one the walk has reached
-        (a page counted a moment late at most), and the walk never waits for a reader."""
+        (a page counted a moment late at most), and the walk never waits for a reader.
+        """
         with self._lock:
             walkers, limits = list(self._walkers), list(self._limits)
         flows = []

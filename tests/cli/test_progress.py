@@ -12,14 +12,12 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import cli, creds
-from tests.source.conftest import AUTH_TOKEN, expected_sids
-from tests.source.test_watch import expected_walks
+from tests.kit.cli import cli, creds
+from tests.kit.studio import AUTH_TOKEN, EmulatorFactory, expected_sids, expected_walks
 from twilio_studio.emulator import Emulator
 
 PAGE_SIZE = 20
@@ -29,8 +27,10 @@ PHONE = re.compile(r"\+\d{8,}")  # the emulator's contacts are +1555... numbers
 
 
 def run_in_terminal(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
-    """Runs the CLI with a pseudo-terminal (120 x 40) as its stdin, stdout and stderr: its exit status
-    and everything it wrote, escape codes included."""
+    """Runs the CLI with a pseudo-terminal (120 x 40) as its stdin, stdout and stderr.
+
+    Returns its exit status and everything it wrote, escape codes included.
+    """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
@@ -79,7 +79,7 @@ def numbers(row: str) -> list[int]:
 
 
 def test_a_terminal_shows_a_live_table_per_flow_and_in_all_with_the_runs_counts(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path
+    emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
     emu = emulator_factory(flows=3, engagements=150)
     emu.inject("throttle", times=2, path_contains="/Engagements")
@@ -114,7 +114,7 @@ def test_a_terminal_shows_a_live_table_per_flow_and_in_all_with_the_runs_counts(
     ],
 )
 def test_outside_a_terminal_progress_is_plain_summary_lines(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, progress: str | None, lines: bool, escapes: bool
+    emulator_factory: EmulatorFactory, tmp_path: Path, progress: str | None, lines: bool, escapes: bool
 ) -> None:
     emu = emulator_factory(flows=3, engagements=150)
     args = ["run", "--pipelines-dir", str(tmp_path / "p"), "--page-size", str(PAGE_SIZE)]

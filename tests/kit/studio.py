@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -105,6 +106,15 @@ def listed_views(emu: Emulator | Dataset, at: datetime | None = None) -> list[En
         at = emu.now()
     moment = at
     return [dataset.view(script, moment) for script in listed(dataset, moment)]
+
+
+def expected_walks(emu: Emulator, page_size: int) -> dict[str, tuple[int, int]]:
+    """Per flow: the list pages a complete walk reads (an empty list is one page) and its engagements."""
+    out = {}
+    for flow in emu.dataset.flows:
+        n = len(listed(emu, flows=[flow.index]))
+        out[flow.sid] = (max(1, math.ceil(n / page_size)), n)
+    return out
 
 
 def expected_sids(emu: Emulator, flows: list[int] | None = None) -> set[str]:

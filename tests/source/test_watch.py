@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import pytest
 
-from tests.source.conftest import Loaded, expected_sids, make_source
-from twilio_studio.emulator import Emulator
+from tests.kit.duck import Loaded
+from tests.kit.studio import EmulatorFactory, expected_sids, expected_walks, make_source
 from twilio_studio.progress import merged_steps, shown_progress
 
 PAGE_SIZE = 25
-
-
-def expected_walks(emu: Emulator, page_size: int) -> dict[str, tuple[int, int]]:
-    """Per flow: the list pages a complete walk reads (an empty list is one page) and its engagements."""
-    now = emu.now()
-    out = {}
-    for flow in emu.dataset.flows:
-        lo, hi = emu.dataset.index_range(flow, now)
-        out[flow.sid] = (max(1, math.ceil((hi - lo) / page_size)), hi - lo)
-    return out
 
 
 @pytest.mark.parametrize(
@@ -32,7 +19,7 @@ def expected_walks(emu: Emulator, page_size: int) -> dict[str, tuple[int, int]]:
     ],
 )
 def test_a_watched_run_counts_pages_items_requests_429s_and_dlt_steps(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded, resources: tuple[str, ...], kind: str
+    emulator_factory: EmulatorFactory, loaded: Loaded, resources: tuple[str, ...], kind: str
 ) -> None:
     emu = emulator_factory(flows=3, engagements=120)
     emu.inject("throttle", times=2, path_contains="/Flows/FW")  # two 429s, retried
@@ -52,7 +39,7 @@ def test_a_watched_run_counts_pages_items_requests_429s_and_dlt_steps(
 
 
 def test_an_incremental_run_reads_the_pages_again_and_counts_only_what_changed(
-    emulator_factory: Callable[..., Emulator], loaded: Loaded
+    emulator_factory: EmulatorFactory, loaded: Loaded
 ) -> None:
     emu = emulator_factory(flows=2, engagements=80)
     loaded.run(make_source(emu.base_url, page_size=PAGE_SIZE))  # not watched: registers nothing

@@ -41,14 +41,14 @@ def test_the_mode_follows_the_option_and_the_stream(
 
 
 def recorded(*steps: tuple[str, dict[str, tuple[int, int | None]], bool]) -> tuple[StepProgress, ...]:
-    """dlt's steps as dlt reports them to a real StepCollector: (step, {counter: (inc, total)}, ended)."""
+    """The steps as dlt reports them to a real StepCollector: (step, {counter: (inc, total)}, ended)."""
     collector = StepCollector()
     for name, counters, ended in steps:
         collector(name).__enter__()
         for counter, (inc, total) in counters.items():
             collector.update(counter, inc, total)
         if ended:
-            collector.__exit__(None, None, None)
+            collector.__exit__(None, None, None)  # type: ignore[arg-type]  # dlt types the exception as required
     return collector.steps()
 
 
