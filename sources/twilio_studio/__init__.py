@@ -26,12 +26,12 @@ from twilio_studio.client import (
     StudioApiError,
     StudioError,
 )
-from twilio_studio.columnar import RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
+from twilio_studio.columnar import Batches, RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
 from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, revision_tables
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
-from twilio_studio.memory import bounded_duckdb, few_malloc_arenas, release_freed_memory
+from twilio_studio.memory import few_malloc_arenas, load_policy, release_freed_memory
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
 from twilio_studio.runlock import RunInProgressError, hold_for_run, run_lock
@@ -335,7 +335,7 @@ def twilio_studio_source(
         if first and kind.name not in dlt.current.source_schema().tables:
             write_mode = "first" if write_mode == "merge" else "first_scd2"
         valid_from = package_created_at() if write_mode == "first_scd2" else None
-        bounded_duckdb(merges=write_mode in ("merge", "scd2"))  # a DuckDB destination's cap for the load
+        load_policy(merges=write_mode in ("merge", "scd2"))  # memory freed before the load; DuckDB's cap
         exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
         hints = {
             name: dlt.mark.make_hints(table_name=name, **h, **exact)
@@ -355,14 +355,22 @@ def twilio_studio_source(
                 kind.name,
                 kind.owner,
                 kind.extra,
-                snapshot=snapshot_at is not None,
-                valid_from=valid_from,
                 tombstones=write_mode == "merge" and options.context_mode != "never",
                 widget_fields=kind.widget_fields,
                 versions=versions,
+                valid_from=valid_from,
+                load_id=load_id,
+                snapshot_at=snapshot_at,
             )
 
-        def flush(batch: RunTables) -> Iterator[Any]:
+        def prepare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            rows = run.keep(rows, kind.name, nested=False)  # a failed account's rows go
+            return [pseudonymize(row) for row in rows] if pseudonymize is not None else rows
+
+        # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table per small
+        # page (PageSize 100) made that cost most of a latency-bound run's CPU
+        sink = Batches(new_batch, prepare, ARROW_BATCH_ROWS)
+        for batch in walker.run(sids, cursors, save, sink):
             for name, table in stamp_tables(list(batch.tables()), kind.name, kind.owner):
                 # the hints once per table: dlt merges them into the schema; later batches only name it
                 hinted = hints.pop(name, None)
@@ -371,18 +379,6 @@ def twilio_studio_source(
                     if hinted
                     else dlt.mark.with_table_name(table, name)
                 )
-
-        batch = new_batch()
-        for rows in walker.run(sids, cursors, save):
-            rows = run.keep(rows, kind.name, nested=False)  # a failed account's rows go
-            for row in rows:
-                batch.add(pseudonymize(row) if pseudonymize is not None else row, load_id, snapshot_at)
-            # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table
-            # per small page (PageSize 100) made that cost most of a latency-bound run's CPU
-            if len(batch) >= ARROW_BATCH_ROWS:
-                yield from flush(batch)
-                batch = new_batch()
-        yield from flush(batch)
         run.raise_if_alone()
         # the walk's pages and batches are garbage now: hand their memory back before the load step
         release_freed_memory()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,6 +40,7 @@ from twilio_studio.client import (
     AdaptiveLimit,
     ConfigurationError,
     PaginationError,
+    Parse,
     RetryPolicy,
     StudioApiError,
     StudioClient,
@@ -596,25 +598,23 @@ class AccountRouter:
         key: str,
         what: str,
         params: dict[str, Any] | None = None,
-        gate: threading.Semaphore | None = None,
+        parse: Parse = orjson.loads,
     ) -> Iterator[list[dict[str, Any]]]:
         account = self._account(path)
         if account.sid in self.run.failed:
             return
         try:
-            yield from account.client.pages(path, key, f"account {account.sid}, {what}", params, gate)
+            yield from account.client.pages(path, key, f"account {account.sid}, {what}", params, parse)
         except StudioError as e:
             self.run.fail(account.sid, str(e))
 
-    def get(self, url: str, what: str, gate: threading.Semaphore | None = None) -> dict[str, Any]:
+    def get(self, url: str, what: str, parse: Parse = orjson.loads) -> dict[str, Any]:
         account = self._account(urlsplit(url).path)
         if account.sid not in self.run.failed:
             try:
-                return account.client.get(url, f"account {account.sid}, {what}", gate)
+                return account.client.get(url, f"account {account.sid}, {what}", parse)
             except StudioError as e:
                 self.run.fail(account.sid, str(e))
-        if gate is not None:
-            gate.acquire()  # the contract of StudioClient.get: an answer comes with the gate held
         return {}
 
 

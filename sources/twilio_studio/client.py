@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -171,6 +171,17 @@ def _error_code(content: bytes) -> int | None:
     return code if isinstance(code, int) else None
 
 
+Parse = Callable[[bytes], Any]  # a response body's bytes to JSON (StudioClient.get's ``parse``)
+
+
+def _json(content: bytes, parse: Parse) -> Any:
+    """The body's JSON, or None if it is not complete JSON."""
+    try:
+        return parse(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
 class StudioClient:
     """Talks to one Studio host with one set of credentials; safe to use from several threads."""
 
@@ -228,11 +239,11 @@ class StudioClient:
             )
 
     # ------------------------------------------------------------------ requests
-    def get(self, url: str, what: str, gate: threading.Semaphore | None = None) -> dict[str, Any]:
+    def get(self, url: str, what: str, parse: Parse = orjson.loads) -> dict[str, Any]:
         """GETs a JSON object, retrying 429, 5xx, resets, timeouts and cut-short bodies.
 
-        With a ``gate``, the body is parsed only once the gate is acquired, and a returned object
-        comes with the gate still held: the caller releases it (see ``pages``).
+        ``parse`` turns a complete body into JSON (``extract.ParseTurns.parse`` waits for the walk's
+        turn first); a body it cannot parse is retried like a cut-short one.
         """
         self.check_same_origin(url, what)
         path = urlsplit(url).path
@@ -260,7 +271,7 @@ class StudioClient:
             if response is not None:
                 status = response.status_code
                 if status == 200:
-                    body = self._parse(content, gate)
+                    body = _json(content, parse)
                     if isinstance(body, dict):
                         return body
                     if body is not None:
@@ -282,24 +293,6 @@ class StudioClient:
             f"{what}: GET {path} still failed with {reason} after {policy.max_attempts} attempts; "
             "the next run starts again from the last saved state"
         )
-
-    @staticmethod
-    def _parse(content: bytes, gate: threading.Semaphore | None) -> Any:
-        """The body's JSON, None if it is not complete JSON; with a gate, parsed once the gate is
-        acquired, and only a JSON object comes back with the gate held."""
-        if gate is not None:
-            gate.acquire()
-        try:
-            body = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            body = None
-        except BaseException:
-            if gate is not None:
-                gate.release()
-            raise
-        if gate is not None and not isinstance(body, dict):
-            gate.release()
-        return body
 
     @staticmethod
     def _read(response: requests.Response, timeout: float) -> bytes:
@@ -360,53 +353,43 @@ class StudioClient:
         key: str,
         what: str,
         params: dict[str, Any] | None = None,
-        gate: threading.Semaphore | None = None,
+        parse: Parse = orjson.loads,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yields each page's records, following ``meta.next_page_url`` until it is null.
 
-        A ``gate`` (shared by many walks) is held from parsing a page until the consumer asks for the
-        next one: it bounds how many pages are held as Python objects, not how many are requested.
+        A yielded list is not kept here: once the caller drops it, the page's objects are freed
+        (before the next page is requested). ``parse`` as in ``get``.
         """
         url: str | None = self.url(path, params)
         seen: set[str] = set()
         tokens: set[str] = set()
-        held = False
-        try:
-            while url is not None:
-                if url in seen:
+        while url is not None:
+            if url in seen:
+                raise PaginationError(
+                    f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
+                    "loop); stopping so the run cannot go on forever"
+                )
+            seen.add(url)
+            # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
+            for token in parse_qs(urlsplit(url).query).get("PageToken", []):
+                if token in tokens:
                     raise PaginationError(
-                        f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
-                        "loop); stopping so the run cannot go on forever"
+                        f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
+                        "stopping so the run cannot go on forever"
                     )
-                seen.add(url)
-                # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
-                for token in parse_qs(urlsplit(url).query).get("PageToken", []):
-                    if token in tokens:
-                        raise PaginationError(
-                            f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
-                            "stopping so the run cannot go on forever"
-                        )
-                    tokens.add(token)
-                body = self.get(url, what, gate)
-                held = gate is not None
-                records = body.get(key)
-                meta = body.get("meta")
-                if not isinstance(records, list) or not isinstance(meta, dict):
-                    raise PaginationError(
-                        f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
-                        "'meta' object; is base_url a Twilio Studio API?"
-                    )
-                yield records
-                del body, records
-                if held:
-                    held = False
-                    gate.release()  # type: ignore[union-attr]
-                next_url = meta.get("next_page_url")
-                if next_url is not None and not isinstance(next_url, str):
-                    raise PaginationError(f"{what}: meta.next_page_url is not a URL")
-                if next_url is not None:
-                    self.check_same_origin(next_url, what)
-                url = next_url
-        finally:
-            if held:
-                gate.release()  # type: ignore[union-attr]
+                tokens.add(token)
+            body = self.get(url, what, parse)
+            meta = body.get("meta")
+            if not isinstance(body.get(key), list) or not isinstance(meta, dict):
+                raise PaginationError(
+                    f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
+                    "'meta' object; is base_url a Twilio Studio API?"
+                )
+            yield body.pop(key)  # no reference stays here while the caller works on the page
+            del body
+            next_url = meta.get("next_page_url")
+            if next_url is not None and not isinstance(next_url, str):
+                raise PaginationError(f"{what}: meta.next_page_url is not a URL")
+            if next_url is not None:
+                self.check_same_origin(next_url, what)
+            url = next_url

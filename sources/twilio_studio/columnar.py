@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -118,17 +119,21 @@ class RunTables:
         root: str,
         owner: str,
         extra: tuple[str, ...],
-        snapshot: bool,
         tombstones: bool,
         widget_fields: str = "arrays",
         versions: bool = False,
         valid_from: datetime | None = None,
+        load_id: str | None = None,
+        snapshot_at: datetime | None = None,
     ) -> None:
         self.root, self.owner = root, owner
+        self.load_id, self.snapshot_at = load_id, snapshot_at
         self.versions = versions  # scd2: a root row's `_dlt_id` is the hash of its content
         self.tombstones = tombstones  # merge replaces child rows; append only adds
         self.valid_from = valid_from
-        self.run = Columns(run_fields(extra, snapshot, validity=valid_from is not None), required=("sid", "_dlt_id"))
+        self.run = Columns(
+            run_fields(extra, snapshot_at is not None, validity=valid_from is not None), required=("sid", "_dlt_id")
+        )
         self.children = ChildColumns(owner, widget_fields)
         keys = (owner, "_dlt_id")
         self.schemas = {
@@ -142,8 +147,9 @@ class RunTables:
             },
         }
 
-    def add(self, row: dict[str, Any], load_id: str | None, snapshot_at: datetime | None) -> None:
+    def add(self, row: dict[str, Any]) -> None:
         """Adds one root row (its ``context`` a dict or None) and its child rows; the row is consumed."""
+        snapshot_at = self.snapshot_at
         text, context = _json_and_value(row["context"], f"the context of {row['sid']}")
         row["context"] = text
         if self.versions:
@@ -153,7 +159,7 @@ class RunTables:
         else:
             root_id = row["sid"]
         self.children.add(context, row["sid"], row["flow_sid"], root_id)
-        row.update(_dlt_id=root_id, _dlt_load_id=load_id, snapshot_at=snapshot_at, valid_from=self.valid_from)
+        row.update(_dlt_id=root_id, _dlt_load_id=self.load_id, snapshot_at=snapshot_at, valid_from=self.valid_from)
         self.run.append(row)
 
     def __len__(self) -> int:
@@ -172,6 +178,36 @@ class RunTables:
                 table = pa.concat_tables([table, _tombstones(root["sid"], root["_dlt_id"], schema, self.owner)])
             if len(table):
                 yield f"{self.root}__{TABLE_SUFFIX[name]}", table
+
+
+class Batches:
+    """The walks' rows gathered into shared batches (``RunTables``) of ``size`` rows, as the walks
+    hand them over in their own threads (``extract.RowSink``): a page becomes compact columns in its
+    walk's turn, and its parsed objects are freed before the next page is parsed. ``prepare`` runs
+    first on every handed-over list (the rows to keep, pseudonymized); Arrow tables are built by the
+    consumer, from full batches, in one thread."""
+
+    def __init__(
+        self, new: Callable[[], RunTables], prepare: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], size: int
+    ) -> None:
+        self._new, self._prepare, self._size = new, prepare, size
+        self._lock = threading.Lock()
+        self._batch = new()
+
+    def add(self, rows: list[dict[str, Any]]) -> RunTables | None:
+        with self._lock:
+            batch = self._batch
+            for row in self._prepare(rows):
+                batch.add(row)
+            if len(batch) < self._size:
+                return None
+            self._batch = self._new()
+            return batch
+
+    def rest(self) -> RunTables | None:
+        with self._lock:
+            batch, self._batch = self._batch, self._new()
+        return batch if len(batch) else None
 
 
 def version_hash(row: dict[str, Any]) -> str:

@@ -13,10 +13,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
@@ -27,17 +29,78 @@ from twilio_studio.watch import watch_walker
 
 logger = logging.getLogger("twilio_studio")
 
-# A parsed page of 1,000 engagements is ~9 MB of Python objects and its rows ~7 MB more. Parsing and
-# normalizing hold the GIL, so a second page in hand buys no speed, only memory (and memory Python's
-# allocator keeps after the run: BENCHMARKS.md). The walks take turns: one page is parsed and
-# normalized at a time, while the requests of the others stay in flight.
-PAGES_IN_HAND = 1
-# Walks at once, per allowed request in flight: more walks than request slots keep every slot busy
-# while some walks wait for their turn to parse (each flow's pages come one after another).
+# More walks than allowed requests in flight keep every request slot busy while some walks wait
+# for their turn to parse (each flow's pages come one after another).
 WALKS_PER_REQUEST_SLOT = 3
-# Engagement rows handed over and waiting for the consumer: one page of 1,000, ten of 100 (each row
-# keeps its parsed context alive until the consumer turns it into JSON text).
-QUEUED_ROWS = 1000
+# Full batches (RowSink.add) waiting for the consumer, which turns them into Arrow tables.
+QUEUED_BATCHES = 1
+
+
+class ParseTurns:
+    """One page at a time is parsed and handed over as rows, across all walks of a run.
+
+    A parsed page of 1,000 engagements is ~100,000 Python objects (~9 MB); as rows in a batch it is a
+    third of that. Parsing and turning pages into rows hold the GIL, so two pages in hand buy no
+    speed, only memory, and memory Python's allocator keeps for the rest of the process (its arenas
+    are freed only when wholly empty: BENCHMARKS.md). So a walk's turn starts when its page's body has
+    arrived and is parsed (``parse``: the client calls it, while the other walks' requests stay in
+    flight) and ends when the walk has handed the page's rows over (``end``); a walk waiting for the
+    network in its turn steps ``aside``. ``end`` is safe to call when the turn is not held.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held = threading.local()
+
+    def holding(self) -> bool:
+        """Whether this thread holds the turn."""
+        return bool(getattr(self._held, "turn", False))
+
+    def taken(self) -> bool:
+        """Whether some thread holds the turn."""
+        return self._lock.locked()
+
+    def parse(self, content: bytes) -> Any:
+        """The body's JSON, parsed in this thread's turn (waited for, unless this thread holds it); the
+        turn stays held only when the body is a JSON object, the page to hand over."""
+        if not self.holding():
+            self._lock.acquire()
+            self._held.turn = True
+        try:
+            body = orjson.loads(content)
+        except BaseException:
+            self.end()  # nothing to hand over: the client retries the request, or gives up
+            raise
+        if not isinstance(body, dict):
+            self.end()
+        return body
+
+    def end(self) -> None:
+        if self.holding():
+            self._held.turn = False
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Gives the turn to another walk while this one waits (for the network), then takes it back."""
+        held = self.holding()
+        self.end()
+        try:
+            yield
+        finally:
+            if held:
+                self._lock.acquire()
+                self._held.turn = True
+
+
+class RowSink(Protocol):
+    """Where walks hand their rows over, in their own threads (``columnar.Batches``)."""
+
+    def add(self, rows: list[dict[str, Any]]) -> Any | None:
+        """Takes the rows (consumed); returns a full batch for the consumer, or None."""
+
+    def rest(self) -> Any | None:
+        """The last, partly filled batch (None if empty), once every walk has ended."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +201,7 @@ class EngagementWalker:
         keep_card_data: bool = False,
     ) -> None:
         self.kind = kind
+        self.turns = ParseTurns()
         # stop a flow's walk at the first page created wholly before the oldest engagement that was
         # still active at the last run (all older ones had ended, and ended ones never change)
         self.stop_at_ended = stop_at_ended
@@ -151,15 +215,18 @@ class EngagementWalker:
         watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
     def run(
-        self, flow_sids: list[str], cursors: dict[str, FlowCursor], on_flow_done: Callable[[str, FlowCursor], None]
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yields lists of engagement rows; calls ``on_flow_done`` after each flow's complete walk."""
-        # few rows wait: the consumer (normalization into Arrow, in the extracting thread) sets the pace;
-        # small pages may queue up while it writes a batch, so their walks' next requests go out
-        waiting = max(1, QUEUED_ROWS // max(1, self.page_size))
-        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=waiting)
+        self,
+        flow_sids: list[str],
+        cursors: dict[str, FlowCursor],
+        on_flow_done: Callable[[str, FlowCursor], None],
+        sink: RowSink,
+    ) -> Iterator[Any]:
+        """Hands every flow's new and changed rows to ``sink`` and yields its full batches, then the last
+        one; calls ``on_flow_done`` after each flow's complete walk."""
+        # the consumer (Arrow tables, in the extracting thread) sets the pace: a walk with a full
+        # batch waits for it, in its turn, so no other page is parsed meanwhile
+        out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=QUEUED_BATCHES)
         stop = threading.Event()
-        self._gate = threading.Semaphore(PAGES_IN_HAND)
 
         def put(msg: tuple[str, Any, Any]) -> None:
             while not stop.is_set():
@@ -171,10 +238,12 @@ class EngagementWalker:
 
         def walk(flow_sid: str) -> None:
             try:
-                cursor = self._walk_flow(flow_sid, cursors.get(flow_sid) or FlowCursor(None), put, stop)
+                cursor = self._walk_flow(flow_sid, cursors.get(flow_sid) or FlowCursor(None), sink, put, stop)
                 put(("done", flow_sid, cursor))
             except BaseException as e:  # handed to the consuming thread, which raises it
                 put(("error", flow_sid, e))
+            finally:
+                self.turns.end()
 
         walks = max(1, min(len(flow_sids), WALKS_PER_REQUEST_SLOT * self.max_concurrency))
         with rare_gc_passes(), ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool, \
@@ -185,7 +254,7 @@ class EngagementWalker:
             try:
                 while remaining:
                     kind, flow_sid, payload = out.get()
-                    if kind == "rows":
+                    if kind == "batch":
                         yield payload
                     elif kind == "done":
                         remaining -= 1
@@ -196,11 +265,15 @@ class EngagementWalker:
                 stop.set()
                 for f in futures:
                     f.cancel()
+        last = sink.rest()
+        if last is not None:
+            yield last
 
     def _walk_flow(
         self,
         flow_sid: str,
         cursor: FlowCursor,
+        sink: RowSink,
         put: Callable[[tuple[str, Any, Any]], None],
         stop: threading.Event,
     ) -> FlowCursor:
@@ -222,9 +295,9 @@ class EngagementWalker:
         # the walk may stop early only while the list keeps Twilio's newest-first order (unverified)
         stop_before = cursor.created_from - window.lookback if self.stop_at_ended and cursor.created_from else None
         previous: datetime | None = None
-        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._gate)
-        with contextlib.closing(pages):  # type: ignore[type-var]  # a walk stopped early gives its parse slot back at once
-            for page in pages:
+        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self.turns.parse)
+        with contextlib.closing(pages):  # type: ignore[type-var]
+            for page in pages:  # each page in this walk's turn (ParseTurns), ended before the next request
                 if stop.is_set():
                     break
                 stats.pages += 1
@@ -262,16 +335,14 @@ class EngagementWalker:
                     if floor is not None and (at < floor or (strict and at == floor and item["sid"] in cursor.at_last)):
                         continue
                     selected.append(item)
-                rows = self._rows(selected, flow_sid, stats)
-                stats.emitted += len(rows)
+                del page  # only the selected records stay, and each only until its row is handed over
+                stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put)
+                self.turns.end()
                 elapsed = max(time.monotonic() - started, 1e-9)
                 logger.debug(  # one line per page: progress (--progress) shows these counts
                     "%s: page %d, %d %s read, %d new or changed, %.0f/s",
                     what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
                 )  # fmt: skip
-                if rows:
-                    put(("rows", flow_sid, rows))
-                del page, selected, rows  # before the next request: the page must not outlive its turn
                 if stop_before is not None and page_newest is not None and page_newest < stop_before:
                     stats.stopped_early = True
                     break  # every later page is older still: all ended before the last run
@@ -303,38 +374,60 @@ class EngagementWalker:
             return "a date without a time zone"  # it cannot be compared with the UTC cursor
         return None
 
-    def _rows(self, items: list[dict[str, Any]], flow_sid: str, stats: WalkStats) -> list[dict[str, Any]]:
+    def _hand_over(
+        self,
+        items: list[dict[str, Any]],
+        flow_sid: str,
+        stats: WalkStats,
+        sink: RowSink,
+        put: Callable[[tuple[str, Any, Any]], None],
+    ) -> int:
+        """Hands the rows of these records to ``sink`` (the list is emptied), those whose context must
+        be fetched last, after stepping aside while it is fetched; returns how many rows."""
+        missing: list[dict[str, Any]] = []
+        rows = []
+        for item in items:
+            value = item.get("context") if self.context_mode != "never" else None
+            context = coerce_context(value)
+            if not context and self.context_mode == "fetch_missing":
+                missing.append(item)
+                continue
+            rows.append(self._row(item, value, context, stats))
+        items.clear()
+        count = len(rows)
+        self._give(rows, flow_sid, sink, put)
+        if missing:
+            with self.turns.aside():  # waiting on the network, with only these small records in hand
+                futures = [self._ctx_pool.submit(self._fetch_context, flow_sid, item["sid"]) for item in missing]
+                fetched = [future.result() for future in futures]
+            for item, body in zip(missing, fetched, strict=True):
+                value = body.get("context")
+                stats.contexts_fetched += 1
+                rows.append(self._row(item, value, coerce_context(value), stats))
+            count += len(rows)
+            self._give(rows, flow_sid, sink, put)
+        return count
+
+    def _row(self, item: dict[str, Any], value: Any, context: dict[str, Any] | None, stats: WalkStats) -> Any:
+        if context is None and value is not None and value != "" and value != [] and value != {}:
+            reason = "a context that is not a JSON object"
+            stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
+        if context is not None and not self.keep_card_data:  # before normalization: every copy comes from it
+            context = redact_card_data(context)
         kind = self.kind
-        if self.context_mode == "never":
-            return [engagement_row(item, None, kind.owner, kind.extra, children=False) for item in items]
-        raw = [item.get("context") for item in items]
-        contexts = [coerce_context(c) for c in raw]
-        if self.context_mode == "fetch_missing":
-            missing = [n for n, c in enumerate(contexts) if not c]
-            futures: list[tuple[int, Future[dict[str, Any]]]] = [
-                (n, self._ctx_pool.submit(self._fetch_context, flow_sid, items[n]["sid"])) for n in missing
-            ]
-            if futures:
-                # waiting on the network, this page's walk steps aside: another may parse meanwhile
-                self._gate.release()
-                try:
-                    fetched = [(n, future.result()) for n, future in futures]
-                finally:
-                    self._gate.acquire()
-                for n, body in fetched:
-                    raw[n] = body.get("context")
-                    contexts[n] = coerce_context(raw[n])
-                    stats.contexts_fetched += 1
-        for value, context in zip(raw, contexts, strict=True):
-            if context is None and value is not None and value != "" and value != [] and value != {}:
-                reason = "a context that is not a JSON object"
-                stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
-        if not self.keep_card_data:  # before normalization: every copy below comes from the context
-            contexts = [redact_card_data(c) for c in contexts]
-        return [
-            engagement_row(item, ctx, kind.owner, kind.extra, children=False)
-            for item, ctx in zip(items, contexts, strict=True)
-        ]
+        return engagement_row(item, context, kind.owner, kind.extra, children=False)
+
+    @staticmethod
+    def _give(
+        rows: list[dict[str, Any]], flow_sid: str, sink: RowSink, put: Callable[[tuple[str, Any, Any]], None]
+    ) -> None:
+        """Rows to the sink (the list is emptied); a batch the sink fills goes to the consumer."""
+        if not rows:
+            return
+        full = sink.add(rows)
+        rows.clear()
+        if full is not None:
+            put(("batch", flow_sid, full))
 
     def _fetch_context(self, flow_sid: str, sid: str) -> dict[str, Any]:
         path = f"{self.kind.item_path(flow_sid, sid)}/Context"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from twilio_studio.endofrun import at_end_of_run, traced
+from twilio_studio.runhooks import at_end_of_run, before_step, traced
 
 # Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
 GC_THRESHOLD = 100_000
@@ -89,47 +89,73 @@ def few_malloc_arenas() -> bool:
 
 # DuckDB's defaults (80% of RAM, insertion order kept) held every block a full load wrote in its
 # buffer pool: 2.1 GB for 100,000 engagements of the heavy shape. Capped, DuckDB evicts or spills to
-# a temp directory beside the file instead, at about the same speed once insertion order is off
-# (BENCHMARKS.md). A first load only appends (streaming inserts): 128 MB. A run that merges needs
-# room for its joins and de-duplication (at 128 MB and two threads a merge of 400,000 engagements
-# ran out of memory): 512 MB, beyond which DuckDB spills. A value the user configured always wins.
-DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "128MB", "preserve_insertion_order": False}
+# a temp directory beside the file instead (BENCHMARKS.md). A first load only appends (streaming
+# inserts): 128 MB. A run that merges needs room for its joins and de-duplication (at 128 MB and two
+# threads a merge of 400,000 engagements ran out of memory): 512 MB, beyond which DuckDB spills.
+# A value the user configured always wins.
+DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "192MB", "preserve_insertion_order": False}
 DUCKDB_MERGE_SETTINGS: dict[str, Any] = {"memory_limit": "512MB", "preserve_insertion_order": False}
 DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
+# dlt's loader runs up to 20 jobs at once, each on a DuckDB connection of its own: under one cap the
+# five Parquet inserts of a full load then took 1.3-1.6x as long as one after another (each insert
+# uses all of DuckDB's threads anyway; BENCHMARKS.md). One at a time, unless the user set it.
+LOAD_WORKERS = "load.workers"
 _ours: dict[int, dict[str, Any]] = {}  # per pipeline: the settings this run's resources asked for
 
 
-def bounded_duckdb(merges: bool) -> bool:
-    """Gives the running pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a
-    resource of the run ``merges``) for this run's load step, unless the user configured
-    ``destination.duckdb.credentials.global_config`` (env var
-    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG`` or secrets.toml); True if the settings were made.
-
-    Set in dlt's in-memory secrets, where the duckdb destination reads its connection settings when
-    the load step connects (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and
-    taken back when the run's trace ends, so other pipelines of the process keep DuckDB's defaults.
-    """
+def load_policy(merges: bool) -> None:
+    """The running pipeline's load step: freed memory handed back to the OS when it starts (any
+    destination), and for DuckDB the settings of ``bounded_duckdb``."""
     import dlt
 
     try:
         pipeline = dlt.current.pipeline()
     except Exception:  # iterated outside a pipeline
-        return False
+        return
+    if not traced(pipeline):
+        return  # no trace, no step to hook: the walk's own release_freed_memory is all
+    if id(pipeline) not in _ours:
+        before_step(pipeline, "load", release_freed_memory)
+    bounded_duckdb(pipeline, merges)
+
+
+def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
+    """Gives the pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a resource
+    of the run ``merges``) and one load job at a time for this run's load step, each unless the user
+    configured it (``destination.duckdb.credentials.global_config``, env var
+    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG``; ``load.workers``, env var ``LOAD__WORKERS``);
+    True if the DuckDB settings were made.
+
+    Set in dlt's in-memory secrets and config, where the duckdb destination and the loader read them
+    when the load step starts (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and
+    taken back when the run's trace ends, so other pipelines of the process keep dlt's defaults.
+    """
+    import dlt
+
     destination = pipeline.destination
     if destination is None or destination.destination_name != "duckdb":
         return False
     key = id(pipeline)
     if key not in _ours:
+        if dlt.config.get(LOAD_WORKERS) is None:
+            dlt.config[LOAD_WORKERS] = 1
+            at_end_of_run(pipeline, lambda: dlt.config.__setitem__(LOAD_WORKERS, None))
         if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
+            _ours[key] = {}  # the user's: never ours to change
+
+            def forget() -> None:
+                _ours.pop(key, None)
+
+            at_end_of_run(pipeline, forget)
             return False
-        if not traced(pipeline):
-            return False  # no end of run to take the settings back at: DuckDB's defaults, then
 
         def take_back() -> None:
             _ours.pop(key, None)
             dlt.secrets[DUCKDB_GLOBAL_CONFIG] = None
 
         at_end_of_run(pipeline, take_back)
+    if _ours.get(key) == {}:
+        return False
     settings = DUCKDB_MERGE_SETTINGS if merges or _ours.get(key) is DUCKDB_MERGE_SETTINGS else DUCKDB_SETTINGS
     _ours[key] = settings
     dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(settings)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twilio_studio.client import StudioError
-from twilio_studio.endofrun import at_end_of_run, traced
+from twilio_studio.runhooks import at_end_of_run, traced
 
 logger = logging.getLogger("twilio_studio")
 
@@ -205,7 +205,7 @@ def run_lock(pipeline: Any) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- held by a run
 # The source takes the lock when extraction starts (when nobody took it around pipeline.run), and
-# the end of the run's trace releases it (twilio_studio.endofrun), failed or not.
+# the end of the run's trace releases it (twilio_studio.runhooks), failed or not.
 _by_run: dict[int, tuple[str, str]] = {}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.kit.studio import EmulatorFactory, make_source
 from twilio_studio.emulator import Emulator
-from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DUCKDB_SETTINGS
+from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DUCKDB_SETTINGS, LOAD_WORKERS
 
 ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
@@ -61,7 +61,7 @@ def test_the_library_path_loads_with_the_cap_and_gives_it_back(
         rows = client.execute_sql("SELECT current_setting('memory_limit')")
     assert rows is not None
     (limit,) = rows[0]
-    assert limit not in ("122.0 MiB", "488.2 MiB")
+    assert limit not in ("183.1 MiB", "488.2 MiB")
 
 
 def test_the_load_step_gets_the_cap(emulator_factory: EmulatorFactory, tmp_path: Path,
@@ -69,8 +69,8 @@ def test_the_load_step_gets_the_cap(emulator_factory: EmulatorFactory, tmp_path:
     monkeypatch.delenv(ENV, raising=False)
     emu = emulator_factory(flows=1, engagements=20)
     seen = settings_seen_by_the_load(tmp_path, emu)
-    assert seen == {"memory_limit": "122.0 mib", "preserve_insertion_order": "false"}
-    assert DUCKDB_SETTINGS["memory_limit"] == "128MB"  # 128 MB is 122.0 MiB (a first load only appends)
+    assert seen == {"memory_limit": "183.1 mib", "preserve_insertion_order": "false"}
+    assert DUCKDB_SETTINGS["memory_limit"] == "192MB"  # 192 MB is 183.1 MiB (a first load only appends)
 
 
 def test_a_run_that_merges_gets_more_room(
@@ -92,3 +92,49 @@ def test_a_value_the_user_configured_wins(
     emu = emulator_factory(flows=1, engagements=20)
     seen = settings_seen_by_the_load(tmp_path, emu)
     assert seen == {"memory_limit": "953.6 mib", "preserve_insertion_order": "true"}
+
+
+def test_duckdb_loads_one_job_at_a_time_unless_the_user_says_otherwise(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.load.load import Load
+
+    workers: list[int] = []
+    original = Load.__init__
+
+    def spy(self: Load, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        workers.append(self.config.workers)
+
+    monkeypatch.setattr(Load, "__init__", spy)
+    monkeypatch.delenv("LOAD__WORKERS", raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    settings_seen_by_the_load(tmp_path / "ours", emu)
+    assert workers == [1] and dlt.config.get(LOAD_WORKERS) is None  # taken back with the run
+    monkeypatch.setenv("LOAD__WORKERS", "3")
+    settings_seen_by_the_load(tmp_path / "theirs", emu)
+    assert workers == [1, 3]
+
+
+def test_freed_memory_goes_back_before_the_load_step_of_any_destination(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.load.load import Load
+
+    import twilio_studio.memory as memory
+
+    events: list[str] = []
+    release = memory.release_freed_memory
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: (events.append("release"), release())[1])
+    run = Load.run
+
+    def loading(self: Load, *args: Any, **kwargs: Any) -> Any:
+        events.append("load")
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Load, "run", loading)
+    emu = emulator_factory(flows=1, engagements=20)
+    pipeline = dlt.pipeline("freed", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.filesystem(
+        str(tmp_path / "files")))  # fmt: skip
+    pipeline.run(make_source(emu.base_url), loader_file_format="parquet")
+    assert events[:2] == ["release", "load"]  # the hook ran when dlt started the load step, before the loader

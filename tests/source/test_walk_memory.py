@@ -1,6 +1,6 @@
 """How the walk keeps memory small without losing concurrency.
 
-The shared parse gate, more walks than request slots, and the cycle collector's pace
+The shared parse turn, more walks than request slots, and the cycle collector's pace
 (BENCHMARKS.md has the numbers, benchmarks/budgets.py the memory handed back).
 """
 
@@ -12,16 +12,16 @@ import platform
 import subprocess
 import sys
 import threading
-from collections.abc import Generator
-from typing import Any, cast
+from typing import Any
 
+import orjson
 import pytest
 
 from tests.kit.duck import Loaded
 from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, EmulatorFactory, expected_sids, make_source
 from twilio_studio.client import AdaptiveLimit, StudioClient
 from twilio_studio.emulator import Emulator, Faults
-from twilio_studio.extract import EngagementWalker
+from twilio_studio.extract import EngagementWalker, ParseTurns
 from twilio_studio.memory import GC_THRESHOLD, rare_gc_passes
 
 
@@ -29,61 +29,91 @@ def client(emu: Emulator, max_concurrency: int = 8) -> StudioClient:
     return StudioClient(emu.base_url, ACCOUNT_SID, AUTH_TOKEN, max_concurrency=max_concurrency)
 
 
-def held(gate: threading.Semaphore) -> bool:
-    if gate.acquire(blocking=False):
-        gate.release()
-        return False
-    return True
-
-
-class WatchedGate(threading.Semaphore):
-    """The parse gate, telling when a thread has started waiting for it."""
+class WatchedTurns(ParseTurns):
+    """The parse turn, telling when a thread has started waiting for it."""
 
     def __init__(self) -> None:
-        super().__init__(1)
+        super().__init__()
         self.waiting = threading.Event()
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Takes the gate; a blocking call first says that it waits."""
-        if blocking:
+    def parse(self, content: bytes) -> Any:
+        """Parses in turn; a thread without the turn first says that it waits."""
+        if not self.holding():
             self.waiting.set()
-        return super().acquire(blocking, timeout)
+        return super().parse(content)
 
 
 def test_a_page_is_parsed_only_in_turn_while_its_request_is_already_answered(emulator: Emulator) -> None:
-    gate = WatchedGate()
+    turns = WatchedTurns()
     studio = client(emulator)
-    walks = [studio.pages(f"/v1/Flows/{f.sid}/Engagements", "engagements", "t", {"PageSize": 5}, gate)
-             for f in emulator.dataset.flows[:2]]  # fmt: skip
-    first, second = (cast(Generator[list[dict[str, Any]], None, None], walk) for walk in walks)
+    first, second = (studio.pages(f"/v1/Flows/{f.sid}/Engagements", "engagements", "t", {"PageSize": 5}, turns.parse)
+                     for f in emulator.dataset.flows[:2])  # fmt: skip
     page = next(first)
-    assert len(page) == 5 and held(gate)
+    assert len(page) == 5 and turns.holding()
     got: list[object] = []
     waiting = threading.Thread(target=lambda: got.append(next(second)))
     requests_before = emulator.stats.requests
-    gate.waiting.clear()
+    turns.waiting.clear()
     waiting.start()
-    assert gate.waiting.wait(10), "the second walk never asked for the gate"
+    assert turns.waiting.wait(10), "the second walk never asked for the turn"
     assert emulator.stats.requests == requests_before + 1  # its request went out and was answered ...
-    assert got == []  # ... but its page waits for the gate (which the first walk holds)
-    first.close()  # a walk that stops gives its turn back
+    assert got == []  # ... but its page waits for the turn (which the first walk holds)
+    turns.end()  # the first walk handed its page over
     waiting.join(5)
-    assert len(got) == 1 and held(gate)
-    second.close()
-    assert not held(gate)
+    assert len(got) == 1 and turns.taken() and not turns.holding()  # the other thread's turn now
 
 
-def test_the_gate_is_given_back_after_a_retried_body_and_at_the_end(emulator: Emulator) -> None:
-    gate = threading.Semaphore(1)
+def test_a_turn_is_held_only_with_a_page_in_hand() -> None:
+    turns = ParseTurns()
+    with pytest.raises(orjson.JSONDecodeError):
+        turns.parse(b'{"engagements": [')  # cut short: the client retries, in no turn
+    assert not turns.taken()
+    assert turns.parse(b"[1]") == [1] and not turns.taken()  # not a page: nothing to hand over
+    assert turns.parse(b'{"a": 1}') == {"a": 1} and turns.holding()
+    assert turns.parse(b'{"a": 2}') == {"a": 2}  # a retried body in the same turn: no deadlock
+    other: list[bool] = []
+    with turns.aside():  # waiting on the network: another walk may parse
+        worker = threading.Thread(target=lambda: (turns.parse(b"{}"), other.append(turns.holding()), turns.end()))
+        worker.start()
+        worker.join(5)
+    assert other == [True] and turns.holding()
+    turns.end()
+    turns.end()  # ending twice is harmless
+    assert not turns.taken()
+
+
+def test_the_turn_is_given_back_after_a_retried_body_and_at_the_end(emulator: Emulator) -> None:
+    turns = ParseTurns()
     emulator.inject("truncate", times=2, path_contains="/Engagements")
     flow = emulator.dataset.flows[0].sid
-    pages = client(emulator).pages(f"/v1/Flows/{flow}/Engagements", "engagements", "t", {"PageSize": 7}, gate)
+    pages = client(emulator).pages(f"/v1/Flows/{flow}/Engagements", "engagements", "t", {"PageSize": 7}, turns.parse)
     sizes = []
     for page in pages:
-        assert held(gate)
+        assert turns.holding()
         sizes.append(len(page))
+        turns.end()
     assert emulator.pending_faults() == 0 and sum(sizes) == len(expected_sids(emulator, [0]))
-    assert not held(gate)
+    assert not turns.taken()
+
+
+def test_a_walk_waiting_for_contexts_leaves_the_turn_to_others(
+    emulator_factory: EmulatorFactory, loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one flow, one walk: while it waits for a context (one engagement in 20 has it only at the
+    # Context endpoint), nobody else may hold the turn, so a turn taken then would be its own
+    emu = emulator_factory(flows=1, engagements=60)
+    taken_while_fetching: list[bool] = []
+    fetch = EngagementWalker._fetch_context
+
+    def watched(self: EngagementWalker, flow_sid: str, sid: str) -> dict[str, Any]:
+        taken_while_fetching.append(self.turns.taken())
+        return fetch(self, flow_sid, sid)
+
+    monkeypatch.setattr(EngagementWalker, "_fetch_context", watched)
+    loaded.run(make_source(emu.base_url, page_size=10))
+    assert taken_while_fetching == [False] * 3  # engagements 7, 27 and 47
+    assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == expected_sids(emu)
+    assert loaded.scalar("SELECT count(*) FROM engagements WHERE context IS NULL OR context = '{}'") == 0
 
 
 def test_more_flows_than_request_slots_walk_at_once_within_the_account_limit(
@@ -98,13 +128,13 @@ def test_more_flows_than_request_slots_walk_at_once_within_the_account_limit(
 
     monkeypatch.setattr(AdaptiveLimit, "acquire", counted)
     walks: set[str] = set()
-    rows = EngagementWalker._rows
+    hand_over = EngagementWalker._hand_over
 
     def named(self: EngagementWalker, *args: Any) -> Any:
         walks.add(threading.current_thread().name)
-        return rows(self, *args)
+        return hand_over(self, *args)
 
-    monkeypatch.setattr(EngagementWalker, "_rows", named)
+    monkeypatch.setattr(EngagementWalker, "_hand_over", named)
     emu = emulator_factory(flows=12, engagements=20, faults=Faults(latency=0.03))
     loaded.run(make_source(emu.base_url, page_size=4, max_concurrency=3))
     assert max(in_flight) == 3  # every slot used, never more (counted where the client takes a slot)

@@ -35,9 +35,9 @@ def python_rows(contexts: list[dict[str, Any] | None], fields: str) -> dict[str,
 
 
 def columnar_rows(contexts: list[dict[str, Any] | None], fields: str) -> dict[str, list[dict[str, Any]]]:
-    batch = RunTables("engagements", OWNER, (), snapshot=False, tombstones=False, widget_fields=fields)
+    batch = RunTables("engagements", OWNER, (), tombstones=False, widget_fields=fields)
     for n, ctx in enumerate(contexts):
-        batch.add({"sid": f"FN{n:032x}", "flow_sid": "FW1", "context": ctx}, None, None)
+        batch.add({"sid": f"FN{n:032x}", "flow_sid": "FW1", "context": ctx})
     tables = {name.removeprefix("engagements__").removeprefix("widgets__"): t for name, t in batch.tables()}
     return {
         k: (tables[f"{k}"].to_pylist() if k in tables else [])
@@ -130,8 +130,8 @@ def test_columnar_child_rows_equal_the_python_rules(contexts: list[Any], fields:
 
 
 def test_child_tables_have_the_declared_arrow_types() -> None:
-    batch = RunTables("engagements", OWNER, (), snapshot=False, tombstones=True)
-    batch.add({"sid": "FN1", "flow_sid": "FW1", "context": {"widgets": {"w": {"status_code": 200}}}}, None, None)
+    batch = RunTables("engagements", OWNER, (), tombstones=True)
+    batch.add({"sid": "FN1", "flow_sid": "FW1", "context": {"widgets": {"w": {"status_code": 200}}}})
     tables = dict(batch.tables())
     widgets = tables["engagements__widgets"]
     assert widgets.schema.field("status_code").type == pa.int64()

@@ -1,4 +1,5 @@
-"""Work to do when dlt ends a pipeline's run (failed or not): release its run lock, take back settings.
+"""Work to do when dlt starts a step of a pipeline's run (free memory before the load) and when it
+ends the run, failed or not (release its run lock, take back settings).
 
 dlt calls every module in ``dlt.pipeline.trace.TRACKING_MODULES`` when a run's trace starts and
 ends (its own telemetry is one); this module adds one that calls back what was registered for that
@@ -13,18 +14,23 @@ from collections.abc import Callable
 from typing import Any
 
 
-class _EndOfRun:
-    """A dlt tracking module: calls the callbacks registered for a pipeline when its trace ends."""
+class _RunHooks:
+    """A dlt tracking module: calls the callbacks registered for a pipeline when one of its steps
+    starts (each once) and when its trace ends."""
 
     def __init__(self) -> None:
         self.pending: dict[int, list[Callable[[], None]]] = {}
+        self.steps: dict[tuple[int, str], list[Callable[[], None]]] = {}
         self.lock = threading.Lock()
 
     def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
         pass
 
     def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
-        pass
+        with self.lock:
+            callbacks = self.steps.pop((id(pipeline), str(step)), [])
+        for callback in callbacks:
+            callback()
 
     def on_end_trace_step(self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool) -> None:
         pass
@@ -32,11 +38,13 @@ class _EndOfRun:
     def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
         with self.lock:
             callbacks = self.pending.pop(id(pipeline), [])
+            for key in [k for k in self.steps if k[0] == id(pipeline)]:
+                del self.steps[key]  # a step the run never reached (it failed before)
         for callback in callbacks:
             callback()
 
 
-END_OF_RUN = _EndOfRun()
+HOOKS = _RunHooks()
 
 
 def traced(pipeline: Any) -> bool:
@@ -46,13 +54,25 @@ def traced(pipeline: Any) -> bool:
     return bool(getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True))
 
 
-def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
-    """Calls ``callback`` when dlt ends the pipeline's current run (check ``traced`` first)."""
+def _install() -> None:
     from dlt.pipeline import trace
 
     if trace.TRACKING_MODULES is None:
         trace.TRACKING_MODULES = []
-    if not any(m is END_OF_RUN for m in trace.TRACKING_MODULES):
-        trace.TRACKING_MODULES.append(END_OF_RUN)
-    with END_OF_RUN.lock:
-        END_OF_RUN.pending.setdefault(id(pipeline), []).append(callback)
+    if not any(m is HOOKS for m in trace.TRACKING_MODULES):
+        trace.TRACKING_MODULES.append(HOOKS)
+
+
+def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
+    """Calls ``callback`` when dlt ends the pipeline's current run (check ``traced`` first)."""
+    _install()
+    with HOOKS.lock:
+        HOOKS.pending.setdefault(id(pipeline), []).append(callback)
+
+
+def before_step(pipeline: Any, step: str, callback: Callable[[], None]) -> None:
+    """Calls ``callback`` when the pipeline's current run starts ``step`` (``normalize``, ``load``),
+    once; forgotten when the run ends first (check ``traced`` first)."""
+    _install()
+    with HOOKS.lock:
+        HOOKS.steps.setdefault((id(pipeline), step), []).append(callback)
