@@ -30,10 +30,10 @@ from benchmarks.processes import EmulatorProcess, child_env
 # functions worth a line in the summary, inclusive of what they call
 FOCUS = [
     "Pipeline.extract", "Pipeline.normalize", "Pipeline.load", "twilio_studio_source.<locals>.runs",
-    "RunTables.add", "RunTables.tables", "Columns.table", "ArrowExtractor.write_items",
-    "EngagementWalker._walk_flow", "StudioClient.pages", "StudioClient.get", "EngagementWalker._rows",
+    "RecordTables.add", "RecordTables.tables", "Columns.table", "ArrowExtractor.write_items",
+    "ListingWalker._walk_flow", "StudioClient.pages", "StudioClient.get", "ListingWalker._rows",
     "engagement_row", "context_children", "widget_rows", "leaves", "map_rows", "orjson.loads",
-    "_urllib3_request_context", "EngagementWalker._fetch_context", "DuckDbCopyJob.run",
+    "_urllib3_request_context", "ListingWalker._fetch_context", "DuckDbCopyJob.run",
     "DuckDbSqlClient.execute_query", "_engagement_count",
 ]  # fmt: skip
 

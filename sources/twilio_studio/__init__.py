@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
 from dlt.extract.resource import DltResource
 
-from twilio_studio.accounts import AccountsReport, AccountsRun, account_report, stamp_tables, validate_account_options
+from twilio_studio.accounts import AccountsReport, AccountsRun, account_report, validate_account_options
 from twilio_studio.client import (
     ConfigurationError,
     PaginationError,
@@ -26,15 +26,15 @@ from twilio_studio.client import (
     StudioApiError,
     StudioError,
 )
-from twilio_studio.columnar import Batches, RunTables, exact_file_format, parent_rows, quiet_json_notice, table_hints
 from twilio_studio.context import flow_row
+from twilio_studio.cursors import Window
 from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, revision_tables
-from twilio_studio.duckdb_file import check_pipeline
-from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, EngagementWalker, FlowCursor, RunKind, StepFetcher, Window
-from twilio_studio.memory import few_malloc_arenas, load_policy, release_freed_memory
+from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, Listing
+from twilio_studio.modes import TIMESTAMP
 from twilio_studio.options import SourceOptions, validate_options
 from twilio_studio.privacy import Pseudonymizer
-from twilio_studio.runlock import RunInProgressError, hold_for_run, run_lock
+from twilio_studio.records import STEP_HINTS, changed_records, preflight, step_rows
+from twilio_studio.runlock import RunInProgressError, run_lock
 from twilio_studio.settings import (
     ACCOUNT_SID_RE,
     DEFAULT_ACCOUNTS_BASE_URL,
@@ -60,119 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("twilio_studio")
-
-TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}  # copied per column: dlt adds keys
-ENGAGEMENT_COLUMNS: dict[str, Any] = {
-    "sid": {"data_type": "text", "nullable": False},
-    "date_created": dict(TIMESTAMP),
-    "date_updated": dict(TIMESTAMP),
-    "context": {"data_type": "json"},
-    "_dlt_id": {"data_type": "text", "nullable": False},
-}
-EXECUTION_COLUMNS: dict[str, Any] = {
-    **ENGAGEMENT_COLUMNS,
-    "flow_version": {"data_type": "bigint"},
-    "initiated_by": {"data_type": "text"},
-}
-STEP_COLUMNS: dict[str, Any] = {
-    "sid": {"data_type": "text", "nullable": False},
-    **{c: {"data_type": "text"} for c in ("widget", "event")},
-    "step_index": {"data_type": "bigint"},
-    "dwell_seconds": {"data_type": "double"},
-    "is_terminal": {"data_type": "bool"},
-    **{c: {"data_type": "text"} for c in ("name", "type", "transitioned_from", "transitioned_to", "parent_step_sid")},
-    "date_created": dict(TIMESTAMP),
-    "date_updated": dict(TIMESTAMP),
-    "context": {"data_type": "json"},
-}
-NESTED_HINTS: dict[Any, Any] = {
-    ("widgets",): dlt.mark.make_nested_hints(
-        columns={
-            "outputs": {"data_type": "json"},
-            "position": {"data_type": "bigint"},
-            "confidence": {"data_type": "double"},
-            "status_code": {"data_type": "bigint"},
-            **{
-                c: {"data_type": "text"}
-                for c in (
-                    "inbound_body",
-                    "digits",
-                    "speech_result",
-                    "content_type",
-                    "call_status",
-                    "message_status",
-                )
-            },
-        }
-    ),
-    ("widgets", "fields"): dlt.mark.make_nested_hints(columns={"value": {"data_type": "text"}}),
-    ("flow_data",): dlt.mark.make_nested_hints(columns={"value": {"data_type": "text"}}),
-    ("flow_variables",): dlt.mark.make_nested_hints(columns={"value": {"data_type": "text"}}),
-}
-
-
-# scd2 retires only the versions of the SIDs a run loads (merge_key): a run carries changed
-# engagements only, and rows Twilio dropped after 30 days must stay current, not be closed as deleted.
-WRITE_HINTS: dict[str, dict[str, Any]] = {
-    "merge": {"write_disposition": "merge", "primary_key": "sid"},
-    "scd2": {
-        "write_disposition": {
-            "disposition": "merge",
-            "strategy": "scd2",
-            "validity_column_names": ["valid_from", "valid_to"],
-        },
-        "merge_key": "sid",
-    },
-    "append": {
-        "write_disposition": "append",
-        "columns": {**ENGAGEMENT_COLUMNS, "snapshot_at": dict(TIMESTAMP)},
-    },
-    # the first load of merge and scd2 (see runs): appended, keyed as the mode keys it from the
-    # second run on; scd2's rows carry the validity dlt's scd2 merge would have given them
-    "first": {"write_disposition": "append", "primary_key": "sid"},
-    "first_scd2": {
-        "write_disposition": "append",
-        "merge_key": "sid",
-        "columns": {**ENGAGEMENT_COLUMNS, "valid_from": dict(TIMESTAMP), "valid_to": dict(TIMESTAMP)},
-    },
-}
-
-
-ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at most, a few MB
-
-
-def preflight() -> None:
-    """At the start of extraction, before any request: refuses a DuckDB file named like the dataset
-    and takes the pipeline's run lock (released when the run ends); no-op outside a pipeline run."""
-    if current_load_id() is None:
-        return
-    from dlt.common.configuration.container import Container
-    from dlt.common.pipeline import PipelineContext
-
-    context = Container()[PipelineContext]
-    if not context.is_active():
-        return
-    pipeline = context.pipeline()
-    check_pipeline(pipeline)
-    hold_for_run(pipeline)
-
-
-def current_load_id() -> str | None:
-    """The load id of the package being extracted (None when iterating a source by hand)."""
-    try:
-        return str(dlt.current.load_package_state()["load_id"])
-    except Exception:  # CurrentLoadPackageStateNotAvailable outside a pipeline run
-        return None
-
-
-def package_created_at() -> datetime:
-    """When the package being extracted was created: the time dlt's scd2 merge gives ``valid_from``."""
-    try:
-        created = dlt.current.load_package_state()["state"]["created_at"]
-    except Exception:  # outside a pipeline run
-        return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(created.timestamp(), tz=timezone.utc)
-
 
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
@@ -305,103 +192,11 @@ def twilio_studio_source(
     pseudonymize = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     window = Window(options.start_date, options.end_date, timedelta(seconds=options.lookback_seconds))
 
-    def runs(kind: RunKind) -> Iterator[Any]:
-        """Changed engagements or executions of every flow, with per-flow cursors in the state."""
-        preflight()
-        few_malloc_arenas()  # the walk's threads share two heaps: a lower peak (twilio_studio.memory)
-        state = run.cursors(dlt.current.resource_state())  # per account and flow
-        sids = [f["sid"] for f in flow_items()]
-        cursors = {sid: FlowCursor.from_state(state.get(sid)) for sid in sids}
-        walker = EngagementWalker(
-            run.client, window, options.context_mode, run.max_concurrency, options.page_size, kind,
-            stop_at_ended=options.stop_at_ended_pages, keep_card_data=options.keep_card_data,
-        )  # fmt: skip
+    def runs(kind: Listing) -> Iterator[Any]:
+        yield from changed_records(kind, run, options, window, pseudonymize)
 
-        def save(flow_sid: str, cursor: FlowCursor) -> None:
-            state[flow_sid] = cursor.to_state()
-            s = walker.stats[flow_sid]
-            logger.info(
-                "flow %s done: %d pages%s, %d %s read, %d loaded, %d contexts fetched in %.1f s",
-                flow_sid, s.pages, " (the rest ended before the last run)" if s.stopped_early else "",
-                s.seen, kind.name, s.emitted, s.contexts_fetched, s.seconds,
-            )  # fmt: skip
-
-        snapshot_at = datetime.now(timezone.utc) if options.write_mode == "append" else None
-        versions = options.write_mode == "scd2"  # every version its own child rows, keyed by its hash
-        # The first load of these tables has nothing to merge with: it appends (no staging copy,
-        # no de-duplication: that merge was most of a full load's load step, BENCHMARKS.md)
-        write_mode = options.write_mode
-        first = write_mode in ("merge", "scd2") and not any(c.last_value for c in cursors.values())
-        if first and kind.name not in dlt.current.source_schema().tables:
-            write_mode = "first" if write_mode == "merge" else "first_scd2"
-        valid_from = package_created_at() if write_mode == "first_scd2" else None
-        load_policy(merges=write_mode in ("merge", "scd2"))  # memory freed before the load; DuckDB's cap
-        exact: dict[str, Any] = {"file_format": file_format} if (file_format := exact_file_format()) else {}
-        hints = {
-            name: dlt.mark.make_hints(table_name=name, **h, **exact)
-            for name, h in table_hints(kind.name, kind.owner, write_mode).items()
-        }
-        root = dict(WRITE_HINTS[write_mode])
-        root["columns"] = {
-            **(ENGAGEMENT_COLUMNS if kind.name == "engagements" else EXECUTION_COLUMNS),
-            **root.get("columns", {}),
-        }
-        hints[kind.name] = dlt.mark.make_hints(table_name=kind.name, **root, **exact)
-        load_id = current_load_id()
-        quiet_json_notice()
-
-        def new_batch() -> RunTables:
-            return RunTables(
-                kind.name,
-                kind.owner,
-                kind.extra,
-                tombstones=write_mode == "merge" and options.context_mode != "never",
-                widget_fields=kind.widget_fields,
-                versions=versions,
-                valid_from=valid_from,
-                load_id=load_id,
-                snapshot_at=snapshot_at,
-            )
-
-        def prepare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            rows = run.keep(rows, kind.name, nested=False)  # a failed account's rows go
-            return [pseudonymize(row) for row in rows] if pseudonymize is not None else rows
-
-        # a few pages per Arrow table: each item dlt receives has a fixed cost, and a table per small
-        # page (PageSize 100) made that cost most of a latency-bound run's CPU
-        sink = Batches(new_batch, prepare, ARROW_BATCH_ROWS)
-        for batch in walker.run(sids, cursors, save, sink):
-            for name, table in stamp_tables(list(batch.tables()), kind.name, kind.owner):
-                # the hints once per table: dlt merges them into the schema; later batches only name it
-                hinted = hints.pop(name, None)
-                yield (
-                    dlt.mark.with_hints(table, hinted, create_table_variant=True)
-                    if hinted
-                    else dlt.mark.with_table_name(table, name)
-                )
-        run.raise_if_alone()
-        # the walk's pages and batches are garbage now: hand their memory back before the load step
-        release_freed_memory()
-
-    def steps(parents: Any, kind: RunKind) -> Iterator[Any]:
-        """Steps of the engagements or executions this run loads: new or changed ones only."""
-        parents = parent_rows(parents, kind.name)
-        if not parents:
-            return
-        fetcher = StepFetcher(
-            run.client, kind, options.context_mode, run.max_concurrency, keep_card_data=options.keep_card_data
-        )
-        try:
-            rows = fetcher.rows(parents)
-        finally:
-            fetcher.close()
-        rows = run.keep(rows, f"{kind.name[:-1]}_steps", nested=True)
-        run.raise_if_alone()
-        if pseudonymize is not None:
-            rows = [pseudonymize(row) for row in rows]
-        if rows:
-            # named explicitly: a transformer's output otherwise takes the parent item's table hints
-            yield dlt.mark.with_table_name(rows, f"{kind.name[:-1]}_steps")
+    def steps(parents: Any, kind: Listing) -> Iterator[Any]:
+        yield from step_rows(parents, kind, run, options, pseudonymize)
 
     # resource-level columns would reach every table the Arrow path writes: there, the root table
     # gets its columns with its first page instead
@@ -409,11 +204,8 @@ def twilio_studio_source(
     execution_kind = replace(EXECUTIONS, widget_fields=options.widget_fields)
     engagements = dlt.resource(runs, name="engagements")(engagement_kind)
     executions = dlt.resource(runs, name="executions", selected=False)(execution_kind)
-    step_hints: dict[str, Any] = {
-        "write_disposition": "merge", "primary_key": "sid", "columns": STEP_COLUMNS, "nested_hints": NESTED_HINTS,
-    }  # fmt: skip
-    engagement_steps = dlt.transformer(steps, name="engagement_steps", selected=False, **step_hints)
-    execution_steps = dlt.transformer(steps, name="execution_steps", selected=False, **step_hints)
+    engagement_steps = dlt.transformer(steps, name="engagement_steps", selected=False, **STEP_HINTS)
+    execution_steps = dlt.transformer(steps, name="execution_steps", selected=False, **STEP_HINTS)
     resources = [
         engagements,
         engagements | engagement_steps(kind=engagement_kind),

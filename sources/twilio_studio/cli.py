@@ -29,7 +29,7 @@ from twilio_studio.settings import (
     DEFAULT_MAX_TOTAL_CONCURRENCY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_MODE,
-    WIDGET_FIELDS,
+    WIDGET_FIELDS_MODES,
     WRITE_MODES,
 )
 
@@ -508,7 +508,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--write-mode", choices=WRITE_MODES, default=None,
                      help="merge (latest state), scd2 (every version) or append (change log); "
                      f"default {DEFAULT_WRITE_MODE}")  # fmt: skip
-    run.add_argument("--widget-fields", choices=WIDGET_FIELDS, default=None,
+    run.add_argument("--widget-fields", choices=WIDGET_FIELDS_MODES, default=None,
                      help="scalars of widget outputs kept as field rows: arrays (default), all, none")  # fmt: skip
     run.add_argument("--max-concurrency", type=int, default=None,
                      help=f"requests in flight (default {DEFAULT_MAX_CONCURRENCY})")  # fmt: skip

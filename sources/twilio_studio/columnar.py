@@ -44,7 +44,7 @@ CHILD_ID_FIELDS = [
     ("_dlt_id", TEXT),
     ("_tombstone", pa.bool_()),
 ]
-WIDGET_FIELDS = [
+WIDGET_COLUMNS = [
     ("flow_sid", TEXT), ("name", TEXT), ("position", INT), ("inbound_body", TEXT), ("digits", TEXT),
     ("speech_result", TEXT), ("confidence", FLOAT), ("status_code", INT), ("content_type", TEXT),
     ("call_status", TEXT), ("message_status", TEXT), ("outputs", TEXT),
@@ -109,7 +109,7 @@ def _json_and_value(value: Any, what: str = "a value") -> tuple[str | None, Any]
     return text, value
 
 
-class RunTables:
+class RecordTables:
     """Builds the root table (engagements or executions) and its child tables from rows of
     ``context.engagement_row(..., children=False)``: the root row by row, the children column by
     column (``flatten.ChildColumns``)."""
@@ -137,7 +137,7 @@ class RunTables:
         self.children = ChildColumns(owner, widget_fields)
         keys = (owner, "_dlt_id")
         self.schemas = {
-            "widgets": Columns([(owner, TEXT), *WIDGET_FIELDS, *CHILD_ID_FIELDS], keys).schema,
+            "widgets": Columns([(owner, TEXT), *WIDGET_COLUMNS, *CHILD_ID_FIELDS], keys).schema,
             "fields": Columns([(owner, TEXT), ("widget", TEXT), *LEAF_FIELDS, *CHILD_ID_FIELDS], keys).schema,
             **{
                 key: Columns(
@@ -181,20 +181,23 @@ class RunTables:
 
 
 class Batches:
-    """The walks' rows gathered into shared batches (``RunTables``) of ``size`` rows, as the walks
+    """The walks' rows gathered into shared batches (``RecordTables``) of ``size`` rows, as the walks
     hand them over in their own threads (``extract.RowSink``): a page becomes compact columns in its
     walk's turn, and its parsed objects are freed before the next page is parsed. ``prepare`` runs
     first on every handed-over list (the rows to keep, pseudonymized); Arrow tables are built by the
     consumer, from full batches, in one thread."""
 
     def __init__(
-        self, new: Callable[[], RunTables], prepare: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], size: int
+        self,
+        new: Callable[[], RecordTables],
+        prepare: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+        size: int,
     ) -> None:
         self._new, self._prepare, self._size = new, prepare, size
         self._lock = threading.Lock()
         self._batch = new()
 
-    def add(self, rows: list[dict[str, Any]]) -> RunTables | None:
+    def add(self, rows: list[dict[str, Any]]) -> RecordTables | None:
         with self._lock:
             batch = self._batch
             for row in self._prepare(rows):
@@ -204,7 +207,7 @@ class Batches:
             self._batch = self._new()
             return batch
 
-    def rest(self) -> RunTables | None:
+    def rest(self) -> RecordTables | None:
         with self._lock:
             batch, self._batch = self._batch, self._new()
         return batch if len(batch) else None
@@ -224,55 +227,6 @@ def _tombstones(sids: pa.ChunkedArray, root_ids: pa.ChunkedArray, schema: pa.Sch
     given = {owner: sids, "_dlt_id": ids, "_tombstone": pa.repeat(pa.scalar(True), n)}
     columns = [given[f.name] if f.name in given else pa.nulls(n, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def table_hints(root: str, owner: str, write_mode: str) -> dict[str, dict[str, Any]]:
-    """dlt hints of the child tables, by write mode: ``merge`` replaces a root's child rows (merge on
-    the owner's SID, tombstones deleting), ``scd2`` adds each version's rows once (merge on
-    ``_dlt_id``, derived from the version's hash), ``append`` only adds, and so do ``first`` and
-    ``first_scd2`` (the first load of merge and scd2, with the keys of their mode).
-
-    The root table takes the resource's own hints: it is yielded without per-item hints, because
-    dlt hands a transformer's output the hints of the item it came from (the steps transformer).
-    """
-    ids = {
-        "_dlt_id": {"data_type": "text", "nullable": False},
-        "_dlt_parent_id": {"data_type": "text"},
-        "_dlt_root_id": {"data_type": "text"},
-        "_dlt_list_idx": {"data_type": "bigint"},
-        # a hard-delete flag only where a merge reads it: dlt warns about the hint anywhere else
-        "_tombstone": {"data_type": "bool", **({"hard_delete": True} if write_mode == "merge" else {})},
-    }
-    disposition: dict[str, Any]
-    if write_mode == "merge":
-        # primary key too: a load job resumed after a crash may copy a file into staging twice, and
-        # dlt de-duplicates staging rows by primary key only. The owner's SID leads it: dlt deletes
-        # rows matching the primary key OR the merge key, and with both starting with the owner's SID
-        # DuckDB joins on it (1 s); on `_dlt_id` alone, a nested loop (27 s for 1,000 changed of 100,000)
-        disposition = {
-            "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-            "merge_key": owner,
-            "primary_key": [owner, "_dlt_id"],
-        }
-    elif write_mode == "scd2":
-        # a version re-read (lookback) brings the same `_dlt_id`s again: they replace themselves
-        disposition = {
-            "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-            "primary_key": [owner, "_dlt_id"],
-        }
-    elif write_mode == "first":  # merge's first load: appended, keyed as merge keys it later
-        disposition = {"write_disposition": "append", "merge_key": owner, "primary_key": [owner, "_dlt_id"]}
-    elif write_mode == "first_scd2":  # scd2's: no merge key, which would delete other versions' rows
-        disposition = {"write_disposition": "append", "primary_key": [owner, "_dlt_id"]}
-    else:
-        disposition = {"write_disposition": "append"}
-    json_col = {"data_type": "json"}
-    return {
-        f"{root}__widgets": {**disposition, "columns": {**ids, "outputs": json_col}},
-        f"{root}__widgets__fields": {**disposition, "columns": dict(ids)},
-        f"{root}__flow_data": {**disposition, "columns": dict(ids)},
-        f"{root}__flow_variables": {**disposition, "columns": dict(ids)},
-    }
 
 
 def parent_rows(item: Any, root: str) -> list[dict[str, Any]]:

@@ -1,9 +1,5 @@
-"""The walk: every flow's engagement pages, concurrently, filtered by per-flow cursors.
-
-Cursors are kept per flow in the resource state (not one dlt ``incremental`` for the resource):
-a flow added later, or loaded on its own with ``flow_sids``, must start from its own beginning
-instead of from another flow's high-water mark.
-"""
+"""The walk: every flow's engagement (or execution) pages, concurrently, each record selected by its
+flow's cursor (``cursors``), one page at a time turned into rows (``ParseTurns``)."""
 
 from __future__ import annotations
 
@@ -15,13 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
 from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
+from twilio_studio.cursors import FlowCursor, FlowSelection, Window, cursor_of
 from twilio_studio.memory import rare_gc_passes
 from twilio_studio.redact import redact_card_data
 from twilio_studio.steps import order_steps
@@ -104,7 +100,7 @@ class RowSink(Protocol):
 
 
 @dataclass(frozen=True)
-class RunKind:
+class Listing:
     """Engagements (v1) or Executions (v2): the same walk over different paths."""
 
     name: str  # list key and table name
@@ -112,7 +108,7 @@ class RunKind:
     owner: str  # the child rows' link column, e.g. engagement_sid
     extra: tuple[str, ...] = ()  # fields only this kind has
     server_filter: bool = False  # the list accepts DateCreatedFrom
-    widget_fields: str = "arrays"  # which scalars of widget outputs become field rows (WIDGET_FIELDS)
+    widget_fields: str = "arrays"  # which scalars of widget outputs become field rows (WIDGET_FIELDS_MODES)
 
     def list_path(self, flow_sid: str) -> str:
         return self.base.format(flow=flow_sid)
@@ -121,47 +117,10 @@ class RunKind:
         return f"{self.list_path(flow_sid)}/{sid}"
 
 
-ENGAGEMENTS = RunKind("engagements", "/v1/Flows/{flow}/Engagements", "engagement_sid")
-EXECUTIONS = RunKind(
+ENGAGEMENTS = Listing("engagements", "/v1/Flows/{flow}/Engagements", "engagement_sid")
+EXECUTIONS = Listing(
     "executions", "/v2/Flows/{flow}/Executions", "execution_sid", ("flow_version", "initiated_by"), True
 )
-
-
-@dataclass(frozen=True)
-class Window:
-    """Which engagements a run loads, by cursor (date_updated, or date_created where it is null)."""
-
-    start_date: datetime | None = None  # first run of a flow: load from here
-    end_date: datetime | None = None  # backfill: load up to here (exclusive), keep saved cursors
-    lookback: timedelta = timedelta(0)  # re-read this far behind the saved cursor (late updates)
-
-
-@dataclass
-class FlowCursor:
-    """A flow's high-water mark and the SIDs seen exactly at it (so equal times are not lost)."""
-
-    last_value: datetime | None
-    at_last: set[str] = field(default_factory=set)
-    # executions: the next run asks the server only for those created from here on (DateCreatedFrom):
-    # the oldest one still active, since ended executions never change again
-    created_from: datetime | None = None
-
-    @classmethod
-    def from_state(cls, raw: dict[str, Any] | None) -> FlowCursor:
-        if not raw:
-            return cls(None)
-        return cls(parse_time(raw.get("last_value")), set(raw.get("at_last", [])), parse_time(raw.get("created_from")))
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "last_value": iso(self.last_value),
-            "at_last": sorted(self.at_last),
-            "created_from": iso(self.created_from),
-        }
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 @dataclass
@@ -182,12 +141,8 @@ class WalkStats:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-def cursor_of(item: dict[str, Any]) -> datetime | None:
-    return parse_time(item.get("date_updated") or item.get("date_created"))
-
-
-class EngagementWalker:
-    """Walks engagement (or execution) lists of many flows at once; yields normalized rows by page."""
+class ListingWalker:
+    """Walks the engagement (or execution) lists of many flows at once, handing their rows to a sink."""
 
     def __init__(
         self,
@@ -196,7 +151,7 @@ class EngagementWalker:
         context_mode: str,
         max_concurrency: int,
         page_size: int,
-        kind: RunKind = ENGAGEMENTS,
+        kind: Listing = ENGAGEMENTS,
         stop_at_ended: bool = False,
         keep_card_data: bool = False,
     ) -> None:
@@ -214,7 +169,7 @@ class EngagementWalker:
         self.stats: dict[str, WalkStats] = {}
         watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
-    def run(
+    def walk(
         self,
         flow_sids: list[str],
         cursors: dict[str, FlowCursor],
@@ -280,21 +235,11 @@ class EngagementWalker:
         stats = self.stats.setdefault(flow_sid, WalkStats(flow_sid))
         what = f"flow {flow_sid}"
         started = time.monotonic()
-        window = self.window
-        floor = cursor.last_value if cursor.last_value is not None else window.start_date
-        if floor is not None and cursor.last_value is not None:
-            floor = floor - window.lookback
-        strict = cursor.last_value is not None and window.lookback == timedelta(0)
-        new_last, new_at_last = cursor.last_value, set(cursor.at_last)
+        selection = FlowSelection(cursor, self.window, self.stop_at_ended)
         seen_sids: set[str] = set()
         params: dict[str, Any] = {"PageSize": self.page_size}
-        if self.kind.server_filter and cursor.created_from is not None:
-            params["DateCreatedFrom"] = iso(cursor.created_from - window.lookback)
-        oldest_active: datetime | None = None
-        newest: datetime | None = cursor.created_from
-        # the walk may stop early only while the list keeps Twilio's newest-first order (unverified)
-        stop_before = cursor.created_from - window.lookback if self.stop_at_ended and cursor.created_from else None
-        previous: datetime | None = None
+        if self.kind.server_filter and (created_from := selection.server_created_from()) is not None:
+            params["DateCreatedFrom"] = created_from
         pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self.turns.parse)
         with contextlib.closing(pages):  # type: ignore[type-var]
             for page in pages:  # each page in this walk's turn (ParseTurns), ended before the next request
@@ -302,7 +247,7 @@ class EngagementWalker:
                     break
                 stats.pages += 1
                 selected: list[dict[str, Any]] = []
-                page_newest: datetime | None = None
+                in_order = not selection.out_of_order
                 for item in page:
                     stats.seen += 1
                     reason = self._invalid(item, flow_sid, seen_sids)
@@ -314,28 +259,14 @@ class EngagementWalker:
                     if at is None:
                         stats.skip("no date_created or date_updated")
                         continue
-                    created = parse_time(item.get("date_created")) or at
-                    newest = created if newest is None else max(newest, created)
-                    page_newest = created if page_newest is None else max(page_newest, created)
-                    if stop_before is not None and previous is not None and created > previous:
-                        logger.warning(
-                            "%s: the list is not newest first by date_created; reading every page "
-                            "(stop_at_ended_pages has no effect for this flow)", what,
-                        )  # fmt: skip
-                        stop_before = None
-                    previous = created
-                    if item.get("status") == "active":
-                        oldest_active = created if oldest_active is None else min(oldest_active, created)
-                    if window.end_date is None and (new_last is None or at >= new_last):
-                        if new_last is None or at > new_last:
-                            new_last, new_at_last = at, set()
-                        new_at_last.add(item["sid"])
-                    if window.end_date is not None and at >= window.end_date:
-                        continue
-                    if floor is not None and (at < floor or (strict and at == floor and item["sid"] in cursor.at_last)):
-                        continue
-                    selected.append(item)
+                    if selection.wanted(item, at):
+                        selected.append(item)
                 del page  # only the selected records stay, and each only until its row is handed over
+                if in_order and selection.out_of_order:
+                    logger.warning(
+                        "%s: the list is not newest first by date_created; reading every page "
+                        "(stop_at_ended_pages has no effect for this flow)", what,
+                    )  # fmt: skip
                 stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put)
                 self.turns.end()
                 elapsed = max(time.monotonic() - started, 1e-9)
@@ -343,7 +274,7 @@ class EngagementWalker:
                     "%s: page %d, %d %s read, %d new or changed, %.0f/s",
                     what, stats.pages, stats.seen, self.kind.name, stats.emitted, stats.seen / elapsed,
                 )  # fmt: skip
-                if stop_before is not None and page_newest is not None and page_newest < stop_before:
+                if selection.end_page():
                     stats.stopped_early = True
                     break  # every later page is older still: all ended before the last run
         stats.seconds = time.monotonic() - started
@@ -351,9 +282,7 @@ class EngagementWalker:
             logger.warning("%s: skipped %d %s: %s", what, count, self.kind.name, reason)
         for reason, count in stats.without_context.items():
             logger.warning("%s: loaded %d %s without their context: %s", what, count, self.kind.name, reason)
-        if window.end_date is not None:
-            return cursor  # a backfill window leaves the saved cursor where it was
-        return FlowCursor(new_last, new_at_last, oldest_active if oldest_active is not None else newest)
+        return selection.result()
 
     @staticmethod
     def _invalid(item: Any, flow_sid: str, seen: set[str]) -> str | None:
@@ -440,7 +369,7 @@ class StepFetcher:
     def __init__(
         self,
         client: StudioClient,
-        kind: RunKind,
+        kind: Listing,
         context_mode: str,
         max_concurrency: int,
         keep_card_data: bool = False,

@@ -19,7 +19,7 @@ from twilio_studio.settings import (
     MAX_CONCURRENCY_LIMIT,
     MAX_PAGE_SIZE,
     MIN_PAGE_SIZE,
-    WIDGET_FIELDS,
+    WIDGET_FIELDS_MODES,
     WRITE_MODES,
 )
 
@@ -188,9 +188,9 @@ def validate_options(o: SourceOptions) -> ValidOptions:
         raise ConfigurationError(
             f"context_mode: {_shown(o.context_mode)} is not one of {', '.join(CONTEXT_MODES)} ({where('context_mode')})"
         )
-    if o.widget_fields not in WIDGET_FIELDS:
+    if o.widget_fields not in WIDGET_FIELDS_MODES:
         raise ConfigurationError(
-            f"widget_fields: {_shown(o.widget_fields)} is not one of {', '.join(WIDGET_FIELDS)} "
+            f"widget_fields: {_shown(o.widget_fields)} is not one of {', '.join(WIDGET_FIELDS_MODES)} "
             f"({where('widget_fields')})"
         )
     if o.write_mode not in WRITE_MODES:

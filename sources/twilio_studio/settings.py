@@ -57,5 +57,5 @@ DEFAULT_WRITE_MODE = "merge"
 
 # Which scalars of widget outputs become `__widgets__fields` rows (README "Tables"); every output is
 # also kept whole as JSON. `arrays` keeps a load fast: all scalars are ~27 rows per engagement.
-WIDGET_FIELDS = ("arrays", "all", "none")
+WIDGET_FIELDS_MODES = ("arrays", "all", "none")
 DEFAULT_WIDGET_FIELDS = "arrays"

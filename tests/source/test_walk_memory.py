@@ -21,7 +21,7 @@ from tests.kit.duck import Loaded
 from tests.kit.studio import ACCOUNT_SID, AUTH_TOKEN, EmulatorFactory, expected_sids, make_source
 from twilio_studio.client import AdaptiveLimit, StudioClient
 from twilio_studio.emulator import Emulator, Faults
-from twilio_studio.extract import EngagementWalker, ParseTurns
+from twilio_studio.extract import ListingWalker, ParseTurns
 from twilio_studio.memory import GC_THRESHOLD, rare_gc_passes
 
 
@@ -103,13 +103,13 @@ def test_a_walk_waiting_for_contexts_leaves_the_turn_to_others(
     # Context endpoint), nobody else may hold the turn, so a turn taken then would be its own
     emu = emulator_factory(flows=1, engagements=60)
     taken_while_fetching: list[bool] = []
-    fetch = EngagementWalker._fetch_context
+    fetch = ListingWalker._fetch_context
 
-    def watched(self: EngagementWalker, flow_sid: str, sid: str) -> dict[str, Any]:
+    def watched(self: ListingWalker, flow_sid: str, sid: str) -> dict[str, Any]:
         taken_while_fetching.append(self.turns.taken())
         return fetch(self, flow_sid, sid)
 
-    monkeypatch.setattr(EngagementWalker, "_fetch_context", watched)
+    monkeypatch.setattr(ListingWalker, "_fetch_context", watched)
     loaded.run(make_source(emu.base_url, page_size=10))
     assert taken_while_fetching == [False] * 3  # engagements 7, 27 and 47
     assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == expected_sids(emu)
@@ -128,13 +128,13 @@ def test_more_flows_than_request_slots_walk_at_once_within_the_account_limit(
 
     monkeypatch.setattr(AdaptiveLimit, "acquire", counted)
     walks: set[str] = set()
-    hand_over = EngagementWalker._hand_over
+    hand_over = ListingWalker._hand_over
 
-    def named(self: EngagementWalker, *args: Any) -> Any:
+    def named(self: ListingWalker, *args: Any) -> Any:
         walks.add(threading.current_thread().name)
         return hand_over(self, *args)
 
-    monkeypatch.setattr(EngagementWalker, "_hand_over", named)
+    monkeypatch.setattr(ListingWalker, "_hand_over", named)
     emu = emulator_factory(flows=12, engagements=20, faults=Faults(latency=0.03))
     loaded.run(make_source(emu.base_url, page_size=4, max_concurrency=3))
     assert max(in_flight) == 3  # every slot used, never more (counted where the client takes a slot)

@@ -1,4 +1,4 @@
-"""Arrow batches and table hints (twilio_studio.columnar): the tables a page becomes, per write mode."""
+"""Arrow batches (twilio_studio.columnar) and table hints (twilio_studio.modes): the tables a page becomes, per write mode."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from tests.kit.loopback import engagement
-from twilio_studio.columnar import RunTables, table_hints
+from twilio_studio.columnar import Batches, RecordTables
 from twilio_studio.context import engagement_row
+from twilio_studio.modes import WriteMode
 
 FLOW = "FW" + "4" * 32
 CHILDREN = ("engagements__widgets", "engagements__widgets__fields", "engagements__flow_data",
@@ -22,19 +23,23 @@ CONTEXT = {
 
 
 def row(n: int = 1, context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A root row as the walk hands it to RunTables: the context kept, children not yet derived."""
+    """A root row as the walk hands it to RecordTables: the context kept, children not yet derived."""
     item = engagement(FLOW, n, context=CONTEXT if context is None else context)
     return engagement_row(item, item["context"], children=False)
 
 
-def batches(tables: RunTables, *rows: dict[str, Any], snapshot_at: datetime | None = None) -> dict[str, pa.Table]:
+def tables_of(**options: Any) -> RecordTables:
+    return RecordTables("engagements", "engagement_sid", (), load_id="load-1", **options)
+
+
+def batches(tables: RecordTables, *rows: dict[str, Any]) -> dict[str, pa.Table]:
     for r in rows:
-        tables.add(r, "load-1", snapshot_at)
+        tables.add(r)
     return dict(tables.tables())
 
 
-def merge_tables(**options: Any) -> RunTables:
-    return RunTables("engagements", "engagement_sid", (), snapshot=False, tombstones=True, **options)
+def merge_tables(**options: Any) -> RecordTables:
+    return tables_of(tombstones=True, **options)
 
 
 # ---------------------------------------------------------------------------- table hints
@@ -46,16 +51,17 @@ def merge_tables(**options: Any) -> RunTables:
         pytest.param("scd2", {"disposition": "merge", "strategy": "delete-insert"}, None,
                      ["engagement_sid", "_dlt_id"], False, id="scd2_adds_each_versions_rows_once"),
         pytest.param("append", "append", None, None, False, id="append_only_adds"),
-        pytest.param("first", "append", "engagement_sid", ["engagement_sid", "_dlt_id"], False,
+        pytest.param("merge/first", "append", "engagement_sid", ["engagement_sid", "_dlt_id"], False,
                      id="merges_first_load_appends_with_merges_keys"),
-        pytest.param("first_scd2", "append", None, ["engagement_sid", "_dlt_id"], False,
+        pytest.param("scd2/first", "append", None, ["engagement_sid", "_dlt_id"], False,
                      id="scd2s_first_load_appends_without_a_merge_key"),
     ],
 )  # fmt: skip
 def test_child_table_hints_fit_the_write_mode(
     mode: str, disposition: Any, merge_key: str | None, primary_key: list[str] | None, hard_delete: bool
 ) -> None:
-    hints = table_hints("engagements", "engagement_sid", mode)
+    name, _, first = mode.partition("/")
+    hints = WriteMode(name, first_load=bool(first)).child_hints("engagements", "engagement_sid")
     assert sorted(hints) == sorted(CHILDREN)
     for table, hint in hints.items():
         assert hint["write_disposition"] == disposition, table
@@ -68,7 +74,7 @@ def test_child_table_hints_fit_the_write_mode(
 
 
 def test_executions_hints_name_their_own_tables_and_owner() -> None:
-    hints = table_hints("executions", "execution_sid", "merge")
+    hints = WriteMode("merge").child_hints("executions", "execution_sid")
     assert sorted(hints) == sorted(t.replace("engagements", "executions") for t in CHILDREN)
     assert {h["merge_key"] for h in hints.values()} == {"execution_sid"}
 
@@ -91,7 +97,7 @@ def test_a_page_becomes_the_root_table_first_then_one_table_per_child_kind() -> 
 
 @pytest.mark.parametrize("tombstones", [True, False], ids=["merge_one_tombstone_per_root", "append_none"])
 def test_tombstones_flag_each_root_once_in_every_child_table(tombstones: bool) -> None:
-    tables = RunTables("engagements", "engagement_sid", (), snapshot=False, tombstones=tombstones)
+    tables = tables_of(tombstones=tombstones)
     got = batches(tables, row(1), row(2, context={}))  # the second has no child rows at all
     for name in CHILDREN:
         flagged = [r for r in got.get(name, pa.table({"_tombstone": []})).to_pylist() if r.get("_tombstone")]
@@ -109,7 +115,7 @@ def test_no_rows_no_tables() -> None:
 
 def test_scd2_keys_a_version_by_its_content() -> None:
     def key(context: dict[str, Any]) -> str:
-        tables = RunTables("engagements", "engagement_sid", (), snapshot=False, tombstones=False, versions=True)
+        tables = tables_of(tombstones=False, versions=True)
         return str(batches(tables, row(1, context))["engagements"].column("_dlt_id")[0])
 
     assert key(CONTEXT) == key(CONTEXT)  # read again (lookback): the same version
@@ -119,8 +125,8 @@ def test_scd2_keys_a_version_by_its_content() -> None:
 
 def test_append_keys_each_snapshot_by_its_time() -> None:
     at = datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)
-    tables = RunTables("engagements", "engagement_sid", (), snapshot=True, tombstones=False)
-    root = batches(tables, row(1), snapshot_at=at)["engagements"]
+    tables = tables_of(tombstones=False, snapshot_at=at)
+    root = batches(tables, row(1))["engagements"]
     assert root.column("_dlt_id").to_pylist() == [engagement(FLOW, 1)["sid"] + "@20260301T123000000000"]
     assert root.column("snapshot_at").to_pylist() == [at]
 
@@ -130,3 +136,21 @@ def test_nul_characters_leave_the_context_and_its_rows() -> None:
     assert "\\u0000" not in got["engagements"].column("context")[0].as_py()
     bodies = [b for b in got["engagements__widgets"].column("inbound_body").to_pylist() if b is not None]
     assert bodies == ["ab"]
+
+
+def test_batches_gather_handed_over_rows_until_full_then_start_anew() -> None:
+    kept: list[int] = []
+
+    def prepare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept.append(len(rows))
+        return rows[1:]  # e.g. a failed account's row goes
+
+    sink = Batches(merge_tables, prepare, size=3)
+    assert sink.add([row(1), row(2), row(3)]) is None  # two kept: not full yet
+    full = sink.add([row(4), row(5)])
+    assert full is not None and len(full) == 3 and kept == [3, 2]
+    rest = sink.rest()
+    assert rest is None  # the full batch took every row; nothing is left over
+    assert sink.add([row(6), row(7)]) is None
+    last = sink.rest()
+    assert last is not None and [r["sid"] for r in last.run.rows] == [engagement(FLOW, 7)["sid"]]

@@ -1,4 +1,4 @@
-"""The column-wise child tables (flatten.ChildColumns via columnar.RunTables) hold exactly context.py's rows."""
+"""The column-wise child tables (flatten.ChildColumns via columnar.RecordTables) hold exactly context.py's rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tests.kit.studio import listed_views
-from twilio_studio.columnar import RunTables
+from twilio_studio.columnar import RecordTables
 from twilio_studio.context import context_children
 from twilio_studio.emulator import Dataset
 
@@ -17,7 +17,7 @@ OWNER = "engagement_sid"
 
 
 def python_rows(contexts: list[dict[str, Any] | None], fields: str) -> dict[str, list[dict[str, Any]]]:
-    """The child rows context.py builds, with the ids columnar.RunTables gives them."""
+    """The child rows context.py builds, with the ids columnar.RecordTables gives them."""
     out: dict[str, list[dict[str, Any]]] = {"widgets": [], "fields": [], "flow_data": [], "flow_variables": []}
     for n, ctx in enumerate(contexts):
         sid, root_id = f"FN{n:032x}", f"FN{n:032x}"
@@ -35,7 +35,7 @@ def python_rows(contexts: list[dict[str, Any] | None], fields: str) -> dict[str,
 
 
 def columnar_rows(contexts: list[dict[str, Any] | None], fields: str) -> dict[str, list[dict[str, Any]]]:
-    batch = RunTables("engagements", OWNER, (), tombstones=False, widget_fields=fields)
+    batch = RecordTables("engagements", OWNER, (), tombstones=False, widget_fields=fields)
     for n, ctx in enumerate(contexts):
         batch.add({"sid": f"FN{n:032x}", "flow_sid": "FW1", "context": ctx})
     tables = {name.removeprefix("engagements__").removeprefix("widgets__"): t for name, t in batch.tables()}
@@ -130,7 +130,7 @@ def test_columnar_child_rows_equal_the_python_rules(contexts: list[Any], fields:
 
 
 def test_child_tables_have_the_declared_arrow_types() -> None:
-    batch = RunTables("engagements", OWNER, (), tombstones=True)
+    batch = RecordTables("engagements", OWNER, (), tombstones=True)
     batch.add({"sid": "FN1", "flow_sid": "FW1", "context": {"widgets": {"w": {"status_code": 200}}}})
     tables = dict(batch.tables())
     widgets = tables["engagements__widgets"]
