@@ -167,6 +167,8 @@ class ListingWalker:
         self.max_concurrency = max_concurrency
         self.page_size = page_size
         self.stats: dict[str, WalkStats] = {}
+        # context fetches, shared by the walks: the pool lives as long as one call of walk()
+        self._contexts: ThreadPoolExecutor | None = None
         watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
     def walk(
@@ -203,7 +205,7 @@ class ListingWalker:
         walks = max(1, min(len(flow_sids), WALKS_PER_REQUEST_SLOT * self.max_concurrency))
         with rare_gc_passes(), ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool, \
                 ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-context") as ctx_pool:  # fmt: skip
-            self._ctx_pool = ctx_pool
+            self._contexts = ctx_pool
             futures = [pool.submit(walk, sid) for sid in flow_sids]
             remaining = len(futures)
             try:
@@ -220,6 +222,7 @@ class ListingWalker:
                 stop.set()
                 for f in futures:
                     f.cancel()
+        self._contexts = None
         last = sink.rest()
         if last is not None:
             yield last
@@ -327,7 +330,10 @@ class ListingWalker:
         self._give(rows, flow_sid, sink, put)
         if missing:
             with self.turns.aside():  # waiting on the network, with only these small records in hand
-                futures = [self._ctx_pool.submit(self._fetch_context, flow_sid, item["sid"]) for item in missing]
+                pool = self._contexts
+                if pool is None:
+                    raise RuntimeError("contexts are fetched only during walk()")  # a bug, not a user error
+                futures = [pool.submit(self._fetch_context, flow_sid, item["sid"]) for item in missing]
                 fetched = [future.result() for future in futures]
             for item, body in zip(missing, fetched, strict=True):
                 value = body.get("context")
