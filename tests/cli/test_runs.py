@@ -182,8 +182,8 @@ def test_cli_refuses_names_that_clash_before_any_request(
 
 
 LEGACY_RUN = """
-import dlt, twilio_studio, sys
-twilio_studio.check_pipeline = lambda pipeline: None  # what versions before the check did
+import dlt, twilio_studio, twilio_studio.records, sys
+twilio_studio.records.check_pipeline = lambda pipeline: None  # what versions before the check did
 pipeline = dlt.pipeline(pipeline_name="twilio_studio", destination="duckdb", dataset_name="twilio_studio")
 try:
     pipeline.run(twilio_studio.twilio_studio_source(), loader_file_format="parquet")

@@ -53,10 +53,10 @@ def arm_extract(point: str) -> None:
 
     get = StudioClient.get
 
-    def hooked_get(self: StudioClient, url: str, what: str, gate: Any = None) -> dict[str, Any]:
+    def hooked_get(self: StudioClient, url: str, what: str, *args: Any) -> dict[str, Any]:
         if "/Engagements?" in url and nth("page") == 7:
             wait_to_be_killed(point)
-        return get(self, url, what, gate)
+        return get(self, url, what, *args)
 
     StudioClient.get = hooked_get  # type: ignore[method-assign]
 
