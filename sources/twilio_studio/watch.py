@@ -25,7 +25,7 @@ from dlt.common.runtime.collector_base import Collector
 
 if TYPE_CHECKING:
     from twilio_studio.client import AdaptiveLimit
-    from twilio_studio.extract import EngagementWalker
+    from twilio_studio.extract import ListingWalker
 
 # dlt's step names, as its collector is started with them ("Extract twilio_studio", "Normalize ...")
 DLT_STEPS = ("extract", "normalize", "load")
@@ -167,10 +167,10 @@ class RunWatch:
     def __init__(self) -> None:
         self.collector = StepCollector()
         self._lock = threading.Lock()
-        self._walkers: list[EngagementWalker] = []
+        self._walkers: list[ListingWalker] = []
         self._limits: list[AdaptiveLimit] = []
 
-    def add_walker(self, walker: EngagementWalker) -> None:
+    def add_walker(self, walker: ListingWalker) -> None:
         with self._lock:
             self._walkers.append(walker)
 
@@ -218,7 +218,7 @@ def watching() -> Iterator[RunWatch]:
         _WATCH.reset(token)
 
 
-def watch_walker(walker: EngagementWalker) -> None:
+def watch_walker(walker: ListingWalker) -> None:
     """Registers a walk with the run being watched, if any (called where the walker is made)."""
     watch = _WATCH.get()
     if watch is not None:
