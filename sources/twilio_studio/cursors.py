@@ -17,10 +17,12 @@ from twilio_studio.context import parse_time
 
 
 def iso(value: datetime | None) -> str | None:
+    """A time as Twilio writes it (``2026-11-01T12:00:00Z``), None as None."""
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def cursor_of(item: dict[str, Any]) -> datetime | None:
+    """A record's cursor: its ``date_updated``, or its ``date_created`` where that is null."""
     return parse_time(item.get("date_updated") or item.get("date_created"))
 
 
@@ -46,11 +48,13 @@ class FlowCursor:
 
     @classmethod
     def from_state(cls, raw: dict[str, Any] | None) -> FlowCursor:
+        """The cursor saved in the resource state (``to_state``), or none yet."""
         if not raw:
             return cls(None)
         return cls(parse_time(raw.get("last_value")), set(raw.get("at_last", [])), parse_time(raw.get("created_from")))
 
     def to_state(self) -> dict[str, Any]:
+        """The cursor as the resource state keeps it: ISO times, SIDs sorted."""
         return {
             "last_value": iso(self.last_value),
             "at_last": sorted(self.at_last),
@@ -59,8 +63,10 @@ class FlowCursor:
 
 
 class FlowSelection:
-    """One walk of one flow's list: decides for each record whether this run loads it, follows the
-    new high-water mark, and says when the rest of the list cannot hold changes.
+    """One walk of one flow's list: which records the run loads, and the next cursor.
+
+    It decides for each record whether this run loads it, follows the new high-water mark, and
+    says when the rest of the list cannot hold changes.
 
     Loaded: records at or after the saved cursor less ``lookback`` (``start_date`` on a first run),
     except, without a lookback, those exactly at the saved cursor that the last run already loaded;
@@ -113,8 +119,10 @@ class FlowSelection:
         return not (at < floor or (self.strict and at == floor and item["sid"] in self.cursor.at_last))
 
     def end_page(self) -> bool:
-        """Ends a page; True if every later page is older still, all ended before the last run
-        (``stop_at_ended`` while the list is in order)."""
+        """Ends a page; True if every later page is older still (all ended before the last run).
+
+        Only with ``stop_at_ended``, and only while the list is seen in newest-first order.
+        """
         newest, self._page_newest = self._page_newest, None
         return self.stop_before is not None and newest is not None and newest < self.stop_before
 

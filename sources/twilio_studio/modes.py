@@ -20,8 +20,11 @@ TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}  # copi
 
 @dataclass(frozen=True)
 class WriteMode:
-    """A write mode as one run applies it: ``name`` as the user chose it, ``first_load`` when the run
-    is the first load of a merging mode (``for_run``)."""
+    """A write mode as one run applies it.
+
+    ``name`` is the mode the user chose, ``first_load`` tells the first load of a merging mode
+    (``for_run``).
+    """
 
     name: str
     first_load: bool = False
@@ -56,11 +59,11 @@ class WriteMode:
 
     @property
     def replaces_children(self) -> bool:
-        """merge from the second load on: tombstones delete a changed engagement's old child rows."""
+        """Merge from the second load on: tombstones delete a changed engagement's old child rows."""
         return self.name == "merge" and not self.first_load
 
     def root_hints(self, columns: dict[str, Any]) -> dict[str, Any]:
-        """dlt hints of the root table (engagements or executions) given its ``columns``.
+        """The dlt hints of the root table (engagements or executions) given its ``columns``.
 
         scd2 retires only the versions of the SIDs a run loads (merge_key): a run carries changed
         engagements only, and rows Twilio dropped after 30 days must stay current, not be closed as
@@ -88,10 +91,11 @@ class WriteMode:
         return {**hints, "columns": columns}
 
     def child_hints(self, root: str, owner: str) -> dict[str, dict[str, Any]]:
-        """dlt hints of the child tables: ``merge`` replaces a root's child rows (merge on the owner's
-        SID, tombstones deleting), ``scd2`` adds each version's rows once (merge on ``_dlt_id``,
-        derived from the version's hash), ``append`` only adds, and so does a first load, with the
-        keys of its mode.
+        """The dlt hints of the child tables, by table name.
+
+        ``merge`` replaces a root's child rows (merge on the owner's SID, tombstones deleting),
+        ``scd2`` adds each version's rows once (merge on ``_dlt_id``, derived from the version's
+        hash), ``append`` only adds, and so does a first load, with the keys of its mode.
 
         The root table takes the resource's own hints (``root_hints``): it is yielded without
         per-item hints, because dlt hands a transformer's output the hints of the item it came from.

@@ -83,8 +83,11 @@ ARROW_BATCH_ROWS = 1000  # engagements per Arrow batch: ~40,000 child rows at mo
 
 
 def preflight() -> None:
-    """At the start of extraction, before any request: refuses a DuckDB file named like the dataset
-    and takes the pipeline's run lock (released when the run ends); no-op outside a pipeline run."""
+    """Checks the pipeline at the start of extraction, before any request.
+
+    Refuses a DuckDB file named like the dataset and takes the pipeline's run lock (released when
+    the run ends); no-op outside a pipeline run.
+    """
     if current_load_id() is None:
         return
     from dlt.common.configuration.container import Container

@@ -16,7 +16,8 @@ from typing import Any
 
 class _RunHooks:
     """A dlt tracking module: calls the callbacks registered for a pipeline when one of its steps
-    starts (each once) and when its trace ends."""
+    starts (each once) and when its trace ends.
+    """
 
     def __init__(self) -> None:
         self.pending: dict[int, list[Callable[[], None]]] = {}
@@ -72,7 +73,8 @@ def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
 
 def before_step(pipeline: Any, step: str, callback: Callable[[], None]) -> None:
     """Calls ``callback`` when the pipeline's current run starts ``step`` (``normalize``, ``load``),
-    once; forgotten when the run ends first (check ``traced`` first)."""
+    once; forgotten when the run ends first (check ``traced`` first).
+    """
     _install()
     with HOOKS.lock:
         HOOKS.steps.setdefault((id(pipeline), step), []).append(callback)

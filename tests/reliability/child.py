@@ -49,14 +49,16 @@ def nth(name: str) -> int:
 
 def arm_extract(point: str) -> None:
     """Stops the run at the 7th engagement list page it requests."""
-    from twilio_studio.client import StudioClient
+    import orjson
+
+    from twilio_studio.client import Parse, StudioClient
 
     get = StudioClient.get
 
-    def hooked_get(self: StudioClient, url: str, what: str, *args: Any) -> dict[str, Any]:
+    def hooked_get(self: StudioClient, url: str, what: str, parse: Parse = orjson.loads) -> dict[str, Any]:
         if "/Engagements?" in url and nth("page") == 7:
             wait_to_be_killed(point)
-        return get(self, url, what, *args)
+        return get(self, url, what, parse)
 
     StudioClient.get = hooked_get  # type: ignore[method-assign]
 

@@ -125,7 +125,11 @@ def test_freed_memory_goes_back_before_the_load_step_of_any_destination(
 
     events: list[str] = []
     release = memory.release_freed_memory
-    monkeypatch.setattr(memory, "release_freed_memory", lambda: (events.append("release"), release())[1])
+    def counted_release() -> None:
+        events.append("release")
+        release()
+
+    monkeypatch.setattr(memory, "release_freed_memory", counted_release)
     run = Load.run
 
     def loading(self: Load, *args: Any, **kwargs: Any) -> Any:

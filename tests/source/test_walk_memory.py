@@ -72,8 +72,14 @@ def test_a_turn_is_held_only_with_a_page_in_hand() -> None:
     assert turns.parse(b'{"a": 1}') == {"a": 1} and turns.holding()
     assert turns.parse(b'{"a": 2}') == {"a": 2}  # a retried body in the same turn: no deadlock
     other: list[bool] = []
+
+    def another_walk() -> None:
+        turns.parse(b"{}")
+        other.append(turns.holding())
+        turns.end()
+
     with turns.aside():  # waiting on the network: another walk may parse
-        worker = threading.Thread(target=lambda: (turns.parse(b"{}"), other.append(turns.holding()), turns.end()))
+        worker = threading.Thread(target=another_walk)
         worker.start()
         worker.join(5)
     assert other == [True] and turns.holding()

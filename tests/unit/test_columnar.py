@@ -1,4 +1,4 @@
-"""Arrow batches (twilio_studio.columnar) and table hints (twilio_studio.modes): the tables a page becomes, per write mode."""
+"""Arrow batches (twilio_studio.columnar) and table hints (twilio_studio.modes): what a page becomes, per mode."""
 
 from __future__ import annotations
 
