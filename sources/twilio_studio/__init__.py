@@ -61,6 +61,7 @@ __all__ = [
 
 logger = logging.getLogger("twilio_studio")
 
+
 @dlt.source(name="twilio_studio", max_table_nesting=2)
 def twilio_studio_source(
     flow_sids: str | Sequence[str] | None = dlt.config.value,

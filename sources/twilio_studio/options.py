@@ -39,6 +39,7 @@ def env_var(key: str) -> str:
 @dataclass
 class SourceOptions:
     """The source's options as the user gave them (dlt's configuration or the call)."""
+
     flow_sids: Sequence[str] | str | None
     account_sid: str | None
     auth_token: str | None
@@ -62,6 +63,7 @@ class SourceOptions:
 @dataclass(frozen=True)
 class ValidOptions:
     """The options checked and normalized: dates in UTC, credentials chosen, numbers as floats."""
+
     flow_sids: list[str] | None
     username: str
     password: str

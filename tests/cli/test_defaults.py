@@ -31,6 +31,7 @@ EXTRA_TABLES = re.compile(r"\btwilio_studio\.(engagement_steps|executions|execut
 @dataclass(frozen=True)
 class Statement:
     """One ```sql block of README.md."""
+
     block: int  # 1-based index of the ```sql block in README.md
     sql: str
 

@@ -116,6 +116,7 @@ class Answer:
 @dataclass
 class Seen:
     """A request the server saw: its path with the query, and its Authorization header."""
+
     path: str
     authorization: str | None
 

@@ -88,6 +88,7 @@ def _format_checker() -> jsonschema.FormatChecker:
 @dataclass(frozen=True)
 class Operation:
     """A GET operation of Twilio's spec and the validator of its 200 answer."""
+
     version: str
     path: str  # the spec's path template, e.g. /v1/Flows/{FlowSid}/Engagements
     operation_id: str

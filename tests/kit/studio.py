@@ -77,9 +77,7 @@ class EmulatorFactory:
             emulator.stop()
 
 
-def listed(
-    emu: Emulator | Dataset, at: datetime | None = None, flows: Iterable[int] | None = None
-) -> list[Script]:
+def listed(emu: Emulator | Dataset, at: datetime | None = None, flows: Iterable[int] | None = None) -> list[Script]:
     """The engagements the API lists at ``at`` (default: the emulator's clock), flow by flow, oldest first.
 
     Computed from the dataset, not over HTTP, so a test compares what the source loaded with what

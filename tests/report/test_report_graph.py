@@ -42,6 +42,7 @@ WITH_STEPS = ("flows", "flow_revisions", "engagements", "engagement_steps")
 @dataclass
 class Graphs:
     """The emulator and the graphs the report built from its load."""
+
     emu: Emulator
     steps: ReportData  # loaded with engagement_steps
     context: ReportData  # default resources: no steps

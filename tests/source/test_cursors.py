@@ -34,6 +34,7 @@ def at(n: int, updated: str | None, created: str | None = None, **extra: Any) ->
 @dataclass
 class Run:
     """One run of the source: what the list shows, the options, what it must write."""
+
     shows: list[dict[str, Any]]  # the list's records (the server keeps Twilio's newest-first order)
     writes: set[int]  # engagement numbers this run writes
     options: dict[str, Any] = field(default_factory=dict)

@@ -75,9 +75,7 @@ def test_a_revision_already_loaded_is_never_fetched_again(emulator: Emulator, lo
     assert len(lists) == len(emulator.dataset.flows)  # one list page per flow and run
 
 
-def test_executions_join_the_states_of_their_revision(
-    emulator_factory: EmulatorFactory, loaded: Loaded
-) -> None:
+def test_executions_join_the_states_of_their_revision(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=3, engagements=120)
     loaded.run(make_source(emu.base_url).with_resources("flows", "flow_revisions", "executions", "execution_steps"))
     # every step's widget is a state of the execution's revision, with the step's type

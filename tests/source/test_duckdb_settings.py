@@ -125,6 +125,7 @@ def test_freed_memory_goes_back_before_the_load_step_of_any_destination(
 
     events: list[str] = []
     release = memory.release_freed_memory
+
     def counted_release() -> None:
         events.append("release")
         release()

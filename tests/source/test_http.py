@@ -47,9 +47,7 @@ def test_transient_failures_are_retried_and_every_row_loads(
     assert loaded.scalar("SELECT count(*) FROM engagements") == DEFAULT_ENGAGEMENTS
 
 
-def test_concurrency_cap_below_ours_still_loads_every_row(
-    emulator_factory: EmulatorFactory, loaded: Loaded
-) -> None:
+def test_concurrency_cap_below_ours_still_loads_every_row(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=6, engagements=30, faults=Faults(max_concurrency=2, latency=0.02, retry_after=0))
     loaded.run(make_source(emu.base_url, page_size=5, max_concurrency=6))
     assert emu.stats.by_status[429] > 0

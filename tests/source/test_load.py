@@ -198,9 +198,7 @@ def test_context_modes(
         assert empty == hidden
 
 
-def test_null_date_updated_falls_back_to_date_created(
-    emulator_factory: EmulatorFactory, loaded: Loaded
-) -> None:
+def test_null_date_updated_falls_back_to_date_created(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory(flows=3, engagements=200)  # flow 2 is an API flow with instant, null-dated runs
     loaded.run(make_source(emu.base_url))
     nulls = loaded.scalar("SELECT count(*) FROM engagements WHERE date_updated IS NULL AND status = 'ended'")

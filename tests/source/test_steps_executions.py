@@ -74,9 +74,7 @@ def test_engagement_steps_load_every_step_as_the_spec_reads_it(emulator: Emulato
 
 
 @pytest.mark.slow
-def test_steps_are_fetched_only_for_new_or_changed_parents(
-    emulator_factory: EmulatorFactory, loaded: Loaded
-) -> None:
+def test_steps_are_fetched_only_for_new_or_changed_parents(emulator_factory: EmulatorFactory, loaded: Loaded) -> None:
     emu = emulator_factory()
     loaded.run(source(emu, "engagements", "engagement_steps"))
     assert len(step_requests(emu)) == DEFAULT_ENGAGEMENTS  # one per engagement
