@@ -1,4 +1,6 @@
-"""One benchmark case, run in a process of its own by ``benchmarks.run``:
+"""One benchmark case, run in a process of its own by ``benchmarks.run``.
+
+Its command line::
 
     python -m benchmarks.cases {source|rest_api|floor} CONFIG.json RESULT.json
 
@@ -43,7 +45,9 @@ def _steps(trace: Any) -> dict[str, float]:
 
 
 def watch_phases(path: Path, interval: float = 0.5) -> None:
-    """Appends ``{"t": epoch, "phase": ...}`` to ``path`` whenever the main thread enters another dlt
+    """Records the dlt step the main thread is in, so the harness can tell each step's peak RSS.
+
+    Appends ``{"t": epoch, "phase": ...}`` to ``path`` whenever the main thread enters another dlt
     step (extract, normalize, load), read from its stack twice a second: the harness can then say
     which step a process was in when it hit the memory limit, and the peak RSS of each step.
     """
@@ -92,6 +96,7 @@ def source_and_pipeline(cfg: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def run_source(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Loads with ``twilio_studio_source`` the way ``twilio-studio run`` does; returns the case's measurements."""
     import twilio_studio  # noqa: F401 - its imports (dlt, pyarrow) count as import time, not run time
     from twilio_studio.cli import run_pipeline
 
@@ -113,8 +118,9 @@ def run_source(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_library(cfg: dict[str, Any]) -> dict[str, Any]:
-    """What README's Python example does: ``pipeline.run(twilio_studio_source(...))``, dlt's and
-    DuckDB's defaults (no loader format, no DuckDB settings, no run policy of the CLI's).
+    """What README's Python example does: ``pipeline.run(twilio_studio_source(...))``, with defaults.
+
+    dlt's and DuckDB's defaults: no loader format, no DuckDB settings, no run policy of the CLI's.
     """
     import twilio_studio  # noqa: F401 - its imports (dlt, pyarrow) count as import time, not run time
     from twilio_studio.columnar import stored_counts
@@ -136,6 +142,7 @@ def run_library(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def rest_api_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``rest_api_source`` config a dlt user would write for flows and their engagements."""
     paginator = {"type": "json_link", "next_url_path": "meta.next_page_url"}
     return {
         "client": {
@@ -168,6 +175,7 @@ def rest_api_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_rest_api(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Loads with dlt's ``rest_api_source`` (the baseline); returns the case's measurements."""
     import dlt
     from dlt.sources.rest_api import rest_api_source
 
@@ -198,6 +206,7 @@ def run_rest_api(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Walks the pages with plain ``requests`` and stores their raw JSON in DuckDB; returns the floor's measurements."""
     import duckdb
     import orjson
     import requests
@@ -270,6 +279,7 @@ CASES = {"source": run_source, "library": run_library, "rest_api": run_rest_api,
 
 
 def main(argv: list[str]) -> int:
+    """Runs the case named in ``argv`` (kind, config file, result file) and writes its result; returns the exit code."""
     kind, config, result = argv
     cfg = json.loads(Path(config).read_text())
     watch_phases(Path(result).with_name("phases.jsonl"))

@@ -26,6 +26,8 @@ def shaped(case_id: str, shape: str) -> str:
 
 @dataclass
 class Sizes:
+    """The sizes of a benchmark run: flows, engagements, pages, latencies and context shapes of its cases."""
+
     flows: int
     engagements: int  # in all, case 1 and 3
     big: int  # in all, case 1a at volume; 0 skips it
@@ -50,14 +52,17 @@ class Sizes:
 
     @property
     def per_flow(self) -> int:
+        """Engagements per flow in the full-load cases."""
         return self.engagements // self.flows
 
     @property
     def latency_per_flow(self) -> int:
+        """Engagements per flow in the latency-bound cases."""
         return self.latency_pages // self.latency_flows * self.latency_page_size
 
 
 def sizes_of(args: argparse.Namespace) -> Sizes:
+    """The run's sizes from the command line: the small fixed ones with ``--quick``, else the arguments'."""
     shapes = {"shapes": tuple(args.shapes), "big_shape": args.big_shape, "write_shape": args.write_shape}
     if args.quick:
         return Sizes(flows=4, engagements=600, big=2400, page_size=50, latency_flows=4, latency_pages=8,

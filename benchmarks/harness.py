@@ -1,6 +1,8 @@
-"""The run: ``run_all`` is a loop over ``benchmarks.catalogue``: per group an emulator process, per
-case a process of its own (``run_case``) whose wall time, peak RSS, CPU and emulator traffic are
-measured, and whose DuckDB file is read back here (``inspect_db``) to check it.
+"""The run: ``run_all`` is a loop over ``benchmarks.catalogue``, each case in a process of its own.
+
+Per group an emulator process, per case a process of its own (``run_case``) whose wall time, peak
+RSS, CPU and emulator traffic are measured, and whose DuckDB file is read back here
+(``inspect_db``) to check it.
 """
 
 from __future__ import annotations
@@ -54,18 +56,22 @@ class Case:
 
     @property
     def ok(self) -> bool:
+        """Whether the case exited 0 in time and every check of its result passed."""
         return self.exit_code == 0 and not self.timed_out and bool(self.checks) and all(self.checks.values())
 
     @property
     def rss_mb(self) -> float:
+        """The case's peak RSS in MB."""
         return self.peak_rss_kb * 1024 / 1e6
 
     @property
     def db_rows(self) -> int | None:
+        """Engagements the case's DuckDB file holds; None if it was not read."""
         value = self.result.get("db", {}).get("engagements")
         return None if value is None else int(value)
 
     def step(self, name: str) -> float | None:
+        """Seconds the case spent in the step ``name``; None if it did not report that step."""
         value = self.result.get("steps", {}).get(name)
         return None if value is None else float(value)
 
@@ -85,8 +91,9 @@ def run_case(
     max_rss_kb: int,
     fingerprint: bool = False,
 ) -> Case:
-    """Runs one case in its own process against ``emu``; fills wall time, peak RSS and the result
-    (``fingerprint``: also a digest of every table's contents, to compare two loads).
+    """Runs one case in its own process against ``emu``; fills wall time, peak RSS and the result.
+
+    The result's ``fingerprint`` is also a digest of every table's contents, to compare two loads.
     """
     casedir = workdir / case.id
     casedir.mkdir(parents=True, exist_ok=True)
@@ -168,8 +175,10 @@ def _columns(con: Any, schema: str, catalog: str, table: str) -> list[str]:
 
 
 def _digest(con: Any, schema: str, catalog: str, table: str) -> str:
-    """Rows and an order-free digest of a table's data columns (dlt's own ids and load ids left out,
-    they differ between two loads of the same data; tombstones left out).
+    """Rows and an order-free digest of a table's data columns.
+
+    dlt's own ids and load ids are left out (they differ between two loads of the same data), and so
+    are tombstones.
     """
     columns = _columns(con, schema, catalog, table)
     data = [c for c in columns if not c.startswith("_dlt") and c != "_tombstone"]
@@ -235,8 +244,9 @@ def source_cfg(workdir: Path, name: str, **options: Any) -> dict[str, Any]:
 
 
 def copy_pipeline(workdir: Path, name: str, to_dir: str, to_db: str) -> dict[str, Any]:
-    """A copy of a finished case's pipeline (local state and DuckDB file): the config of a case that
-    starts from the same state.
+    """A copy of a finished case's pipeline (local state and DuckDB file).
+
+    It is the config of a case that starts from the same state.
     """
     pipelines = workdir / to_dir
     shutil.rmtree(pipelines, ignore_errors=True)
@@ -263,9 +273,11 @@ class Run:
 
     @property
     def limit_kb(self) -> int:
+        """The RSS (kB) at which a case's process is stopped (``--max-rss-gb``)."""
         return int(self.args.max_rss_gb * 1e9 / 1024)
 
     def case(self, case_id: str | None) -> Case | None:
+        """The measured case with id ``case_id``; None if there is none."""
         return next((c for c in self.cases if c.id == case_id), None)
 
     def selected(self, group: Group) -> list[CaseDef]:
@@ -306,7 +318,9 @@ def emulator_info(emu: EmulatorProcess) -> dict[str, Any]:
 
 
 def advance_clock(run: Run, group: Group, emu: EmulatorProcess) -> None:
-    """Before the first incremental case: copies of the pipelines later cases start from, then the
+    """Prepares the incremental cases: copies of the pipelines they start from, then a clock move.
+
+    Before the first incremental case: copies of the pipelines later cases start from, then the
     clock moves so that ``change_share`` of the engagements change.
     """
     s = run.sizes

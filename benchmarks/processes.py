@@ -1,6 +1,8 @@
-"""The harness's child processes: the emulator's (``benchmarks.emulator_proc``) and each case's
-(``benchmarks.cases``): their environment, their exit and peak RSS, a memory watch that stops a
-runaway case, and the RSS peak of each dlt step.
+"""The harness's child processes: the emulator's and each case's.
+
+The emulator's (``benchmarks.emulator_proc``) and each case's (``benchmarks.cases``): their
+environment, their exit and peak RSS, a memory watch that stops a runaway case, and the RSS peak
+of each dlt step.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ def rss_kb(pid: int) -> int:
 
 
 class MemoryWatch:
-    """Samples a process's RSS four times a second into a CSV timeline and kills the process when
-    it passes ``limit_kb``: one runaway case must not push the machine (and its other users) into
-    the OOM killer.
+    """Samples a process's RSS four times a second into a CSV timeline and kills it past ``limit_kb``.
+
+    One runaway case must not push the machine (and its other users) into the OOM killer.
     """
 
     def __init__(self, proc: subprocess.Popen[Any], limit_kb: int, timeline: Path, interval: float = 0.25) -> None:
@@ -99,13 +101,15 @@ class MemoryWatch:
                 self._stop.wait(self.interval)
 
     def stop(self) -> None:
+        """Stops the sampling and waits for its thread."""
         self._stop.set()
         self._thread.join()
 
 
 def phase_peaks(casedir: Path) -> tuple[dict[str, int], str | None]:
-    """Peak RSS (kB) of each dlt step, from the RSS timeline and the phases the case recorded; and
-    the step the case was in last.
+    """Peak RSS (kB) of each dlt step, and the step the case was in last.
+
+    Read from the RSS timeline and the phases the case recorded.
     """
     try:
         phases = [json.loads(line) for line in (casedir / "phases.jsonl").read_text().splitlines() if line]
@@ -179,13 +183,16 @@ class EmulatorProcess:
             return dict(json.loads(r.read()))
 
     def clock(self) -> datetime:
+        """The emulator's clock now."""
         return datetime.fromisoformat(self._call("GET", "/_emulator/clock")["now"].replace("Z", "+00:00"))
 
     def advance(self, seconds: float) -> datetime:
+        """Moves the emulator's clock ``seconds`` forward; returns the new time."""
         now = self._call("POST", f"/_emulator/clock?advance={seconds}")["now"]
         return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
     def stats(self) -> dict[str, Any]:
+        """The emulator's traffic counters (``/_emulator/stats``)."""
         return self._call("GET", "/_emulator/stats")
 
     def routes(self) -> dict[str, int]:
@@ -204,10 +211,12 @@ class EmulatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def visible(self) -> int:
+        """How many engagements of the emulator's datasets are visible at its clock's time."""
         now = self.clock()
         return sum(visible(d, now) for d in self.datasets)
 
     def stop(self) -> None:
+        """Ends the emulator process (it serves until its stdin closes) and records its CPU and peak RSS."""
         if self.proc.returncode is not None:
             return
         self.final_cpu_seconds = self.cpu_seconds()

@@ -38,6 +38,7 @@ MODES = (("off", True), ("live", True), ("log", False))  # (--progress, in a pse
 
 
 def frame_costs(repeat: int = 200) -> None:
+    """Prints what one frame of the progress display costs to render, for 4, 100 and 2,000 flows."""
     for flows in (4, 100, 2000):
         walks = tuple(
             FlowProgress(f"FW{i:032x}", "engagements", 40, 40_000, 39_000, i % 2 == 0, 3.0) for i in range(flows)
@@ -64,6 +65,7 @@ def frame_costs(repeat: int = 200) -> None:
 
 
 def start_emulator(flows: int, engagements: int) -> tuple[subprocess.Popen[str], str]:
+    """Starts an emulator process with ``flows`` flows of ``engagements`` each; returns it and its base URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.emulator_proc", "--flows", str(flows), "--engagements", str(engagements)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -106,6 +108,7 @@ def one_run(base_url: str, mode: str, terminal: bool, workdir: Path) -> tuple[fl
 
 
 def run_costs(runs: int, flows: int, engagements: int) -> None:
+    """Prints the CPU and wall time of ``runs`` end-to-end runs in each progress mode."""
     emulator, base_url = start_emulator(flows, engagements)
     results: dict[str, list[tuple[float, float]]] = {mode: [] for mode, _ in MODES}
     try:
@@ -126,6 +129,7 @@ def run_costs(runs: int, flows: int, engagements: int) -> None:
 
 
 def main() -> None:
+    """Measures the progress display's cost: frame costs, then end-to-end runs unless ``--runs 0``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3, help="end-to-end runs per mode (0: frame costs only)")
     p.add_argument("--flows", type=int, default=4)

@@ -1,5 +1,7 @@
-"""The results as tables: plain text for the terminal, Markdown for BENCHMARKS.md (between its
-``benchmark-results`` markers, the rest of the file left as it is).
+"""The results as tables: plain text for the terminal, Markdown for BENCHMARKS.md.
+
+The Markdown goes between BENCHMARKS.md's ``benchmark-results`` markers, the rest of the file left
+as it is.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ BEGIN, END = "<!-- benchmark-results:begin -->", "<!-- benchmark-results:end -->
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
+    """A number with ``digits`` decimals, or "-" for None."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def case_rows(cases: list[Case]) -> list[list[str]]:
+    """One table row per case: its measurements as text."""
     rows = []
     for c in cases:
         steps = c.result.get("steps", {})
@@ -44,6 +48,7 @@ CASE_HEADER = ["case", "what", "wall s", "run s", "extract/normalize/load s", "p
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """``rows`` under ``header`` as fixed-width text columns."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
 
     def line(r: list[str]) -> str:
@@ -53,6 +58,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """``rows`` under ``header`` as a Markdown table, pipes in cells escaped."""
+
     def esc(x: str) -> str:
         return str(x).replace("|", "\\|")
 
@@ -62,10 +69,12 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def target_rows(ts: list[Target]) -> list[list[str]]:
+    """One table row per target: name, goal, measurement and PASS, FAIL or n/a."""
     return [[t.name, t.goal, t.measured, "n/a" if t.passed is None else "PASS" if t.passed else "FAIL"] for t in ts]
 
 
 def emulator_rows(run: dict[str, Any]) -> list[list[str]]:
+    """One table row per case: the emulator's traffic and the CPU of the emulator, the case and others."""
     rows = []
     for c in run["cases"]:
         e = c.emulator
@@ -87,8 +96,10 @@ SHAPE_HEADER = ["shape", "list item B", "context B", "child rows / engagement", 
 
 
 def shape_rows(run: dict[str, Any]) -> list[list[str]]:
-    """Per context shape: its size, child rows per engagement (counted in the CLI's DuckDB file: the
-    four child tables, tombstones excluded, / engagements) and each path's cost per child row.
+    """Per context shape: its size, child rows per engagement and each path's cost per child row.
+
+    Child rows are counted in the CLI's DuckDB file: the four child tables, tombstones excluded, /
+    engagements.
     """
     by_id: dict[str, Case] = {c.id: c for c in run["cases"]}
     rows = []
@@ -117,6 +128,7 @@ def _cost(c: Case | None, floor: Case | None) -> str:
 
 
 def throughput(run: dict[str, Any]) -> str:
+    """The emulator's throughput as the floor case measured it; "" when the floor did not run."""
     floor = next((c for c in run["cases"] if c.id == "1c" and c.ok), None)
     if floor is None:
         return ""
@@ -128,6 +140,7 @@ def throughput(run: dict[str, Any]) -> str:
 
 
 def report(run: dict[str, Any], m: dict[str, Any], command: str, s: Sizes, ts: list[Target], markdown: bool) -> str:
+    """The whole results report (machine, versions, command, cases, targets), as Markdown or text."""
     table = md_table if markdown else text_table
     v = m["versions"]
     lines = [
@@ -167,6 +180,7 @@ def report(run: dict[str, Any], m: dict[str, Any], command: str, s: Sizes, ts: l
 
 
 def write_markdown(path: Path, body: str) -> None:
+    """Writes ``body`` between the results markers of the file at ``path``, the rest of it kept."""
     block = f"{BEGIN}\n{body}{END}"
     if path.exists():
         text = path.read_text()

@@ -92,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark the command line asks for and reports it; returns the exit code."""
     args = parser().parse_args(argv)
 
     workdir = Path(args.workdir).resolve()

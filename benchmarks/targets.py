@@ -1,5 +1,6 @@
-"""Issue #17's targets, judged from the cases a run measured: each ``Target`` says its goal, what was
-measured and whether it passed.
+"""Issue #17's targets, judged from the cases a run measured.
+
+Each ``Target`` says its goal, what was measured and whether it passed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from twilio_studio.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_TOTAL_CO
 
 @dataclass
 class Target:
+    """One target of issue #17: its goal, what was measured and whether it passed."""
+
     name: str
     goal: str
     measured: str
@@ -21,6 +24,7 @@ class Target:
 
 
 def ratio(x: float, y: float) -> float:
+    """``x / y``, or infinity when ``y`` is 0."""
     return x / y if y else float("inf")
 
 
@@ -29,8 +33,10 @@ HEAVY_CHILD_ROWS = 30  # the heavy shape's least child rows per engagement (issu
 
 
 def per_shape(c: Case, floor: Case | None) -> dict[str, float | None]:
-    """Child rows per engagement and the cost of each child row: (wall - the shape's floor wall) /
-    child rows, in microseconds (what the connector adds over fetching and storing raw JSON).
+    """Child rows per engagement and the cost of each child row, in microseconds.
+
+    The cost is (wall - the shape's floor wall) / child rows: what the connector adds over fetching
+    and storing raw JSON.
     """
     rows = c.child_rows
     per = rows / c.expected_rows if rows is not None and c.expected_rows else None
@@ -105,8 +111,9 @@ def full_load_targets(by_id: dict[str, Case], s: Sizes) -> list[Target]:
 
 
 def _vs_ideal(c: Case, latency: float) -> tuple[int, float, float, float]:
-    """A latency-bound case against its ideal, every request ``DEFAULT_MAX_CONCURRENCY`` at a time:
-    (requests answered 200, the ideal seconds, its extract seconds, their ratio); notes the ideal.
+    """A latency-bound case against its ideal, every request ``DEFAULT_MAX_CONCURRENCY`` at a time.
+
+    Returns (requests answered 200, the ideal seconds, its extract seconds, their ratio); notes the ideal.
     """
     requests = int(c.emulator.get("by_status", {}).get("200", 0))
     ideal = requests / DEFAULT_MAX_CONCURRENCY * latency
@@ -120,6 +127,7 @@ def _measured(r: float, extract: float, ideal: float, requests: int) -> str:
 
 
 def targets(run: dict[str, Any], s: Sizes) -> list[Target]:
+    """Every target of issue #17, judged from the run's cases."""
     by_id: dict[str, Case] = {c.id: c for c in run["cases"]}
     out = full_load_targets(by_id, s)
     a = by_id.get("1a")

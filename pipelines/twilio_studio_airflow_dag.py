@@ -30,8 +30,9 @@ from twilio_studio.accounts import accounts_of
 
 
 class AccountTasksGroup(PipelineTasksGroup):  # type: ignore[misc]
-    """dlt's task group, with task ids that name the account's pipeline (``twilio_studio_ac..-flows``)
-    instead of the source's name numbered in order.
+    """dlt's task group, with task ids that name the account's pipeline.
+
+    The ids read ``twilio_studio_ac..-flows`` instead of the source's name numbered in order.
     """
 
     def _task_name(self, pipeline: Any, data: Any) -> str:

@@ -149,6 +149,7 @@ class AccountsReport:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, account_sid: str, table: str, n: int) -> None:
+        """Adds ``n`` rows read of ``table`` to the account ``account_sid``."""
         with self._lock:
             self.rows.setdefault(account_sid, Counter())[table] += n
 
@@ -171,11 +172,13 @@ _REPORT: ContextVar[AccountsReport | None] = ContextVar("twilio_studio_accounts_
 
 @contextlib.contextmanager
 def account_report() -> Iterator[AccountsReport]:
-    """Collects what the runs inside the block did per account (in this thread or task)::
+    """Collects what the runs inside the block did per account (in this thread or task).
 
-    with account_report() as report:
-        pipeline.run(twilio_studio_source(subaccounts="all"))
-    if report.failed: ...  # {account SID: why}
+    For example::
+
+        with account_report() as report:
+            pipeline.run(twilio_studio_source(subaccounts="all"))
+        if report.failed: ...  # {account SID: why}
     """
     report = AccountsReport()
     token = _REPORT.set(report)
@@ -231,8 +234,9 @@ class AccountInfo:
 
 
 def list_accounts(core: StudioClient) -> list[dict[str, Any]]:
-    """Every page of ``/2010-04-01/Accounts.json`` (the core API's paging: a relative ``next_page_uri``
-    at the top level of the body), for the credentials of ``core``.
+    """Every page of ``/2010-04-01/Accounts.json``, for the credentials of ``core``.
+
+    The core API's paging: a relative ``next_page_uri`` at the top level of the body.
     """
     url: str | None = core.url(ACCOUNTS_PATH, {"PageSize": 1000})
     seen: set[str] = set()
@@ -451,16 +455,20 @@ class AccountsRun:
             self.report.failed[key] = message
 
     def raise_if_alone(self) -> None:
-        """Raises the failure of a run's only account: no other account's rows are lost by it, and an
-        orchestrator's task for that account (Airflow, Dagster) then fails as it should.
+        """Raises the failure of a run's only account, so that its orchestrator task fails.
+
+        No other account's rows are lost by it, and an orchestrator's task for that account (Airflow,
+        Dagster) then fails as it should.
         """
         if self.multi and self.failed and len({a.sid for a in self._accounts or []} | set(self.failed)) == 1:
             sid, message = next(iter(self.failed.items()))
             raise StudioError(f"account {sid} did not load: {message}")
 
     def cursors(self, resource_state: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        """The per-flow cursor store of a resource: the plain dict of a single-account run, else a view
-        that files each flow's cursor under its account and ignores writes for a failed account.
+        """The per-flow cursor store of a resource.
+
+        The plain dict of a single-account run, else a view that files each flow's cursor under its
+        account and ignores writes for a failed account.
         """
         own = resource_state.setdefault("flows", {})
         if not self.multi:
@@ -478,12 +486,15 @@ class AccountsRun:
         return FlowStates(self, places)
 
     def account_of(self, flow_sid: Any) -> Account | None:
+        """The account that owns the flow ``flow_sid``; None if no account of the run does."""
         return self.flow_owner.get(flow_sid) if isinstance(flow_sid, str) else None
 
     # ------------------------------------------------------------------ rows
     def keep(self, rows: list[dict[str, Any]], table: str, nested: bool) -> list[dict[str, Any]]:
-        """The rows to load: those of accounts that have not failed, each (and with ``nested``, each of
-        its child rows) carrying the SID of the account it was read from.
+        """The rows to load: those of accounts that have not failed, each tagged with its account's SID.
+
+        Each row (and with ``nested``, each of its child rows) carries the SID of the account it was read
+        from.
         """
         report = self.report
         if self.multi:
@@ -572,9 +583,11 @@ def stamp_tables(tables: Sequence[tuple[str, pa.Table]], root: str, owner: str) 
 
 
 class AccountRouter:
-    """The walker's client in a multi-account run: each request goes to the client of the account that
-    owns the flow in its path, with that account's credentials. A failed account's walks end (an
-    empty page, an empty body) instead of raising, so the other accounts go on.
+    """The walker's client in a multi-account run: each request goes to the account that owns its flow.
+
+    Each request goes to the client of the account that owns the flow in its path, with that
+    account's credentials. A failed account's walks end (an empty page, an empty body) instead of
+    raising, so the other accounts go on.
     """
 
     def __init__(self, run: AccountsRun) -> None:

@@ -50,6 +50,7 @@ class RunSummary:
     updated: int = 0
 
     def render(self, title: str) -> str:
+        """The summary as lines for the terminal under ``title``: engagements written, then rows per table."""
         lines = [f"{title}: {self.rows.get('engagements', 0)} engagements written "
                  f"({self.new} new, {self.updated} updated) in {self.seconds:.1f} s"]  # fmt: skip
         width = max((len(t) for t in self.rows), default=10)
@@ -62,6 +63,7 @@ class RunSummary:
 
 # ---------------------------------------------------------------------------- pipeline
 def make_pipeline(name: str, destination: Any, dataset: str, pipelines_dir: str | None = None) -> Any:
+    """A dlt pipeline of that name, destination and dataset (in ``pipelines_dir`` when given)."""
     import dlt
 
     if pipelines_dir:
@@ -103,8 +105,10 @@ def duckdb_file(name: str, dataset: str, configured: str | None) -> Path:
 def cli_pipeline(
     name: str, destination: str, dataset: str, pipelines_dir: str | None, loads: bool = True
 ) -> tuple[Any, Path | None]:
-    """The pipeline a CLI command runs (``loads``: it will load), and its DuckDB file when the
-    destination is DuckDB."""
+    """The pipeline a CLI command runs, and its DuckDB file when the destination is DuckDB.
+
+    ``loads``: the command will load into it.
+    """
     pipeline = make_pipeline(name, destination, dataset, pipelines_dir)
     if destination != "duckdb":
         return pipeline, None
@@ -226,6 +230,7 @@ def progress_of(args: argparse.Namespace, pipeline: Any, title: str) -> contextl
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``twilio-studio run``: loads the Studio history of the configured account(s); returns the exit code."""
     from twilio_studio import account_report, twilio_studio_source
 
     progress_args(args)
@@ -274,6 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``twilio-studio demo``: loads from a local emulator and writes the report; returns the exit code."""
     from twilio_studio import twilio_studio_source
     from twilio_studio.emulator import Dataset, Emulator
     from twilio_studio.report import build_report, duckdb_reader, render_text, write_report
@@ -349,6 +355,7 @@ def emulator_credentials(args: argparse.Namespace) -> Any:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
+    """``twilio-studio emulator``: serves the local Studio API until interrupted; returns the exit code."""
     from twilio_studio.emulator import Dataset, Emulator, Faults
 
     credentials = emulator_credentials(args)  # checked before anything starts
@@ -404,6 +411,7 @@ def _twilio_client(base_url: str | None) -> Any:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
+    """``twilio-studio erase``: removes a contact's rows (with ``--in-twilio``, its runs too); returns the exit code."""
     from twilio_studio.erase import contact_values, erase_contact
 
     try:
@@ -438,6 +446,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``twilio-studio report``: the usage report over a loaded dataset; returns the exit code."""
     if args.duckdb and not Path(args.duckdb).exists():
         raise UserError(f"--duckdb: no such file: {args.duckdb}")
     from twilio_studio.report import build_report, dlt_reader, duckdb_reader, render_text, write_report
@@ -477,6 +486,7 @@ def reading_pipelines_dir(name: str, pipelines_dir: str | None) -> Iterator[str 
 
 # ---------------------------------------------------------------------------- parser
 def parser() -> argparse.ArgumentParser:
+    """The command line parser of ``twilio-studio`` and its commands."""
     p = argparse.ArgumentParser(prog="twilio-studio", description="Load Twilio Studio engagement history with dlt.")
     p.add_argument("--log-level", default=os.environ.get("TWILIO_STUDIO_LOG_LEVEL", "INFO"),
                    help="DEBUG, INFO, WARNING or ERROR (env TWILIO_STUDIO_LOG_LEVEL; default INFO)")  # fmt: skip
@@ -608,6 +618,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``twilio-studio`` command line; returns the exit code."""
     args = parser().parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), None)
     if not isinstance(level, int):

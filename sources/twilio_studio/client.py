@@ -84,11 +84,15 @@ class AdaptiveLimit:
 
     @property
     def in_flight(self) -> int:
+        """Requests taken and not yet released."""
         return self._in_flight
 
     def acquire(self) -> None:
-        """Takes a slot, first come first served: a walk that just had one queues behind those
-        waiting, so with more walks than slots every flow advances (none waits for others to end)."""
+        """Takes a slot, first come first served.
+
+        A walk that just had one queues behind those waiting, so with more walks than slots every flow
+        advances (none waits for others to end).
+        """
         me = object()
         with self._cond:
             self._waiting.append(me)
@@ -104,6 +108,7 @@ class AdaptiveLimit:
             self._cond.notify_all()  # the next in line may fit too
 
     def release(self, throttled: bool) -> None:
+        """Gives back a slot; a 429 (``throttled``) halves the limit, clean answers raise it again."""
         with self._cond:
             self._in_flight -= 1
             self.requests += 1
@@ -135,10 +140,10 @@ class RetryPolicy:
 
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) that ``requests`` connects to for ``url``; None if it is not an http(s) URL.
+    r"""(scheme, host, port) that ``requests`` connects to for ``url``; None if it is not an http(s) URL.
 
     ``requests`` first rewrites the URL with urllib3's parser, then connects where ``urlsplit`` reads
-    the rewritten URL. Reading the raw URL with ``urlsplit`` is not the same: ``http://a\\@b/`` is host
+    the rewritten URL. Reading the raw URL with ``urlsplit`` is not the same: ``http://a\@b/`` is host
     b to ``urlsplit`` but host a to ``requests``, so such a check would let credentials out to a.
     """
     try:
@@ -220,6 +225,7 @@ class StudioClient:
         return session
 
     def url(self, path: str, params: dict[str, Any] | None = None) -> str:
+        """The absolute URL of ``path`` on this client's host, with ``params`` as its query."""
         query = f"?{urlencode(params)}" if params else ""
         return f"{self.base_url}{path}{query}"
 
@@ -296,9 +302,12 @@ class StudioClient:
 
     @staticmethod
     def _read(response: requests.Response, timeout: float) -> bytes:
-        """The whole body within ``timeout`` seconds in all (checked after each read, and each read
-        waits ``timeout`` at most): ``requests``' own timeout bounds each read only, so a body that
-        trickles in a few bytes at a time would hold the run for as long as the server likes."""
+        """The whole body within ``timeout`` seconds in all.
+
+        Checked after each read, and each read waits ``timeout`` at most: ``requests``' own timeout
+        bounds each read only, so a body that trickles in a few bytes at a time would hold the run for as
+        long as the server likes.
+        """
         deadline = time.monotonic() + timeout
         chunks = []
         late = False

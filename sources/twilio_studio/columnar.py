@@ -60,6 +60,7 @@ TABLE_SUFFIX = {
 
 
 def run_fields(extra: tuple[str, ...], snapshot: bool, validity: bool = False) -> list[tuple[str, pa.DataType]]:
+    """The Arrow fields of a root table: the common ones, its kind's ``extra``, then those asked for."""
     fields: list[tuple[str, pa.DataType]] = [
         ("sid", TEXT), ("account_sid", TEXT), ("flow_sid", TEXT), ("contact_sid", TEXT),
         ("contact_channel_address", TEXT), ("status", TEXT), ("date_created", TS), ("date_updated", TS),
@@ -75,8 +76,10 @@ def run_fields(extra: tuple[str, ...], snapshot: bool, validity: bool = False) -
 
 
 class Columns:
-    """Rows of one table, turned into one Arrow table column by column (a comprehension per column
-    is several times faster than appending each value of each row)."""
+    """Rows of one table, turned into one Arrow table column by column.
+
+    A comprehension per column is several times faster than appending each value of each row.
+    """
 
     def __init__(self, fields: list[tuple[str, pa.DataType]], required: tuple[str, ...] = ()) -> None:
         self.schema = pa.schema([pa.field(name, kind, nullable=name not in required) for name, kind in fields])
@@ -87,6 +90,7 @@ class Columns:
         return len(self.rows)
 
     def table(self) -> pa.Table:
+        """The rows as an Arrow table of this schema."""
         rows = self.rows
         return pa.Table.from_pydict(
             {name: [r.get(name) for r in rows] for name in self.schema.names}, schema=self.schema
@@ -94,8 +98,10 @@ class Columns:
 
 
 def _json_and_value(value: Any, what: str = "a value") -> tuple[str | None, Any]:
-    """JSON text of a context or output and the value it was made of, NUL characters removed from
-    both (PostgreSQL's jsonb refuses them): children are built from the cleaned value."""
+    """JSON text of a context or output and the value it was made of, NUL characters removed from both.
+
+    PostgreSQL's jsonb refuses them: children are built from the cleaned value.
+    """
     if value is None:
         return None, None
     try:
@@ -110,9 +116,11 @@ def _json_and_value(value: Any, what: str = "a value") -> tuple[str | None, Any]
 
 
 class RecordTables:
-    """Builds the root table (engagements or executions) and its child tables from rows of
-    ``context.engagement_row(..., children=False)``: the root row by row, the children column by
-    column (``flatten.ChildColumns``)."""
+    """Builds the root table (engagements or executions) and its child tables.
+
+    From rows of ``context.engagement_row(..., children=False)``: the root row by row, the children
+    column by column (``flatten.ChildColumns``).
+    """
 
     def __init__(
         self,
@@ -181,11 +189,13 @@ class RecordTables:
 
 
 class Batches:
-    """The walks' rows gathered into shared batches (``RecordTables``) of ``size`` rows, as the walks
-    hand them over in their own threads (``extract.RowSink``): a page becomes compact columns in its
-    walk's turn, and its parsed objects are freed before the next page is parsed. ``prepare`` runs
-    first on every handed-over list (the rows to keep, pseudonymized); Arrow tables are built by the
-    consumer, from full batches, in one thread."""
+    """The walks' rows gathered into shared batches (``RecordTables``) of ``size`` rows.
+
+    The walks hand them over in their own threads (``extract.RowSink``): a page becomes compact columns
+    in its walk's turn, and its parsed objects are freed before the next page is parsed. ``prepare``
+    runs first on every handed-over list (the rows to keep, pseudonymized); Arrow tables are built by
+    the consumer, from full batches, in one thread.
+    """
 
     def __init__(
         self,
@@ -198,6 +208,7 @@ class Batches:
         self._batch = new()
 
     def add(self, rows: list[dict[str, Any]]) -> RecordTables | None:
+        """Adds the rows to keep of ``rows`` to the batch; returns the batch when it is full, else None."""
         with self._lock:
             batch = self._batch
             for row in self._prepare(rows):
@@ -208,14 +219,17 @@ class Batches:
             return batch
 
     def rest(self) -> RecordTables | None:
+        """The last, partly filled batch; None if it is empty."""
         with self._lock:
             batch, self._batch = self._batch, self._new()
         return batch if len(batch) else None
 
 
 def version_hash(row: dict[str, Any]) -> str:
-    """scd2's row version: a hash of every value of the root row (the context as its JSON text), so a
-    version whose context changed is a new version, and one read again is the same."""
+    """scd2's row version: a hash of every value of the root row (the context as its JSON text).
+
+    So a version whose context changed is a new version, and one read again is the same.
+    """
     digest = hashlib.blake2b(orjson.dumps(row, default=str, option=orjson.OPT_SORT_KEYS), digest_size=16)
     return digest.hexdigest()
 
@@ -244,11 +258,14 @@ def parent_rows(item: Any, root: str) -> list[dict[str, Any]]:
 
 
 class JsonAsTextNotice(logging.Filter):
-    """Drops dlt's per-page warning that the Arrow string columns ``context`` and ``outputs`` are
-    declared ``json``: that is on purpose (dlt has no Arrow type for JSON), and the destination
-    stores them as JSON; every other dlt message passes."""
+    """Drops dlt's per-page warning that the Arrow string columns ``context`` and ``outputs`` are ``json``.
+
+    That is on purpose (dlt has no Arrow type for JSON), and the destination stores them as JSON;
+    every other dlt message passes.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False for dlt's Arrow-to-dlt schema merge warning, True for every other record."""
         return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
@@ -277,8 +294,10 @@ EXACT_FILE_FORMATS = {"postgres": "insert_values"}
 
 
 def exact_file_format() -> str | None:
-    """The loader file format the tables of this run must use, by the running pipeline's
-    destination: set as a table hint, it wins over ``pipeline.run(loader_file_format=...)``."""
+    """The loader file format the tables of this run must use, by the running pipeline's destination.
+
+    Set as a table hint, it wins over ``pipeline.run(loader_file_format=...)``.
+    """
     try:
         destination = dlt.current.pipeline().destination
     except Exception:  # iterated outside a pipeline: nothing is loaded

@@ -189,6 +189,7 @@ def coerce_context(context: Any) -> dict[str, Any] | None:
 
 
 def trigger_type(context: dict[str, Any] | None) -> str | None:
+    """The trigger's type a context names (``message``, ``call``, ...); None without a trigger."""
     trigger = (context or {}).get("trigger")
     if isinstance(trigger, dict):
         for kind in TRIGGER_TYPES:

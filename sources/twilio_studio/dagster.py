@@ -40,9 +40,11 @@ _DUCKDB_LOAD = threading.Lock()
 
 
 def _load_in_turn(pipeline: Any) -> None:
-    """Makes this pipeline's load step wait for the other partitions' in this process: DuckDB takes
-    one writer at a time (two concurrent loads fail on a write-write conflict), while the walks, which
-    take most of a run, go on at once. ``pipeline.run`` calls ``self.load``, found here first.
+    """Makes this pipeline's load step wait for the other partitions' in this process.
+
+    DuckDB takes one writer at a time (two concurrent loads fail on a write-write conflict), while the
+    walks, which take most of a run, go on at once. ``pipeline.run`` calls ``self.load``, found here
+    first.
     """
     load = pipeline.load
 

@@ -54,9 +54,11 @@ class ErasureReport:
 
     @property
     def total(self) -> int:
+        """Rows in all tables."""
         return sum(self.rows.values())
 
     def render(self) -> str:
+        """The report as text for the terminal: rows removed per table, then what was (not) deleted in Twilio."""
         verb = "would remove" if self.dry_run else "removed"
         lines = [f"{verb} {self.total} rows of {len(self.runs)} runs (engagements/executions) of the contact"]
         width = max((len(t) for t in self.rows), default=10)
@@ -114,6 +116,7 @@ class Eraser:
         return [tuple(r) for r in (self.client.execute_sql(sql, *args) or [])]
 
     def exists(self, table: str) -> bool:
+        """Whether the destination has the table ``table`` of this dataset."""
         try:
             self._rows(f"SELECT 1 FROM {self._table(table)} WHERE 1 = 0")
         except Exception:  # dlt wraps each destination's "no such table" differently
@@ -121,6 +124,7 @@ class Eraser:
         return True
 
     def find_runs(self, values: Sequence[str]) -> list[Run]:
+        """The loaded runs (engagements, executions) whose contact address is one of ``values``."""
         runs: list[Run] = []
         marks = ", ".join(["%s"] * len(values))
         for root, (_, _, extra) in ROOTS.items():
@@ -242,8 +246,9 @@ def _schema_tables(pipeline: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- Twilio
 def twilio_runs(client: StudioClient, address: str) -> list[Run]:
-    """The contact's runs Twilio holds now (loaded or not yet): every flow's v2 Executions list,
-    read as a load reads it, filtered by ``contact_channel_address``.
+    """The contact's runs Twilio holds now (loaded or not yet).
+
+    Every flow's v2 Executions list, read as a load reads it, filtered by ``contact_channel_address``.
     """
     runs: list[Run] = []
     for flows in client.pages("/v1/Flows", "flows", "erasure: flow discovery", {"PageSize": 1000}):
@@ -262,8 +267,10 @@ def twilio_runs(client: StudioClient, address: str) -> list[Run]:
 
 
 def _delete_in_twilio(client: StudioClient, runs: list[Run], report: ErasureReport, dry_run: bool) -> None:
-    """DeleteExecution (v2) for runs the destination holds as executions, DeleteEngagement (v1)
-    for the others: one DELETE per run (they are the same run in Twilio).
+    """Deletes each of the contact's runs in Twilio: one DELETE per run.
+
+    DeleteExecution (v2) for runs the destination holds as executions, DeleteEngagement (v1) for the
+    others (they are the same run in Twilio).
     """
     by_sid: dict[str, Run] = {}
     for run in runs:

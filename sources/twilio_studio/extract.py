@@ -1,5 +1,8 @@
-"""The walk: every flow's engagement (or execution) pages, concurrently, each record selected by its
-flow's cursor (``cursors``), one page at a time turned into rows (``ParseTurns``)."""
+"""The walk: every flow's engagement (or execution) pages, concurrently.
+
+Each record is selected by its flow's cursor (``cursors``), one page at a time turned into rows
+(``ParseTurns``).
+"""
 
 from __future__ import annotations
 
@@ -57,8 +60,10 @@ class ParseTurns:
         return self._lock.locked()
 
     def parse(self, content: bytes) -> Any:
-        """The body's JSON, parsed in this thread's turn (waited for, unless this thread holds it); the
-        turn stays held only when the body is a JSON object, the page to hand over."""
+        """The body's JSON, parsed in this thread's turn (waited for, unless this thread holds it).
+
+        The turn stays held only when the body is a JSON object, the page to hand over.
+        """
         if not self.holding():
             self._lock.acquire()
             self._held.turn = True
@@ -72,6 +77,7 @@ class ParseTurns:
         return body
 
     def end(self) -> None:
+        """Gives back this thread's turn, if it holds it."""
         if self.holding():
             self._held.turn = False
             self._lock.release()
@@ -111,9 +117,11 @@ class Listing:
     widget_fields: str = "arrays"  # which scalars of widget outputs become field rows (WIDGET_FIELDS_MODES)
 
     def list_path(self, flow_sid: str) -> str:
+        """The list path of this kind's records of the flow ``flow_sid``."""
         return self.base.format(flow=flow_sid)
 
     def item_path(self, flow_sid: str, sid: str) -> str:
+        """The path of the record ``sid`` of the flow ``flow_sid``."""
         return f"{self.list_path(flow_sid)}/{sid}"
 
 
@@ -138,6 +146,7 @@ class WalkStats:
     stopped_early: bool = False  # stop_at_ended_pages: the pages after this walk's last were not read
 
     def skip(self, reason: str) -> None:
+        """Counts a record left out for ``reason``."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
@@ -178,8 +187,10 @@ class ListingWalker:
         on_flow_done: Callable[[str, FlowCursor], None],
         sink: RowSink,
     ) -> Iterator[Any]:
-        """Hands every flow's new and changed rows to ``sink`` and yields its full batches, then the last
-        one; calls ``on_flow_done`` after each flow's complete walk."""
+        """Hands every flow's new and changed rows to ``sink`` and yields its full batches, then the last one.
+
+        Calls ``on_flow_done`` after each flow's complete walk.
+        """
         # the consumer (Arrow tables, in the extracting thread) sets the pace: a walk with a full
         # batch waits for it, in its turn, so no other page is parsed meanwhile
         out: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=QUEUED_BATCHES)
@@ -314,8 +325,10 @@ class ListingWalker:
         sink: RowSink,
         put: Callable[[tuple[str, Any, Any]], None],
     ) -> int:
-        """Hands the rows of these records to ``sink`` (the list is emptied), those whose context must
-        be fetched last, after stepping aside while it is fetched; returns how many rows."""
+        """Hands the rows of these records to ``sink`` (the list is emptied); returns how many rows.
+
+        Those whose context must be fetched go last, after stepping aside while it is fetched.
+        """
         missing: list[dict[str, Any]] = []
         rows = []
         for item in items:
@@ -387,6 +400,7 @@ class StepFetcher:
         self.pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="studio-steps")
 
     def close(self) -> None:
+        """Stops the context-fetch pool, its queued fetches cancelled."""
         self.pool.shutdown(cancel_futures=True)
 
     def rows(self, parents: list[dict[str, Any]]) -> list[dict[str, Any]]:

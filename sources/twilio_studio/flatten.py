@@ -48,11 +48,14 @@ class Leaves:
         return len(self.path)
 
     def columns(self) -> dict[str, list[Any]]:
+        """The collected rows as the child table's columns ``path``, ``value`` and ``value_type``."""
         return {"path": self.path, "value": self.value, "value_type": self.kind}
 
     def add(self, value: Any, path: str, depth: int = 0, bracketed_only: bool = False) -> None:
-        """Every scalar under ``value`` (empty and too deep containers as one row), as context.leaves;
-        with ``bracketed_only``, only those whose path holds a '[' (widget_fields="arrays")."""
+        """Every scalar under ``value`` (empty and too deep containers as one row), as context.leaves.
+
+        With ``bracketed_only``, only those whose path holds a '[' (widget_fields="arrays").
+        """
         t = type(value)
         if t is not dict and t is not list:
             if not bracketed_only or "[" in path:

@@ -66,9 +66,11 @@ def release_freed_memory() -> None:
 
 
 def few_malloc_arenas() -> bool:
-    """Has glibc share 2 heaps among all threads from now on (``MALLOC_ARENA_MAX=2``), unless the
-    environment sets ``MALLOC_ARENA_MAX``, and map blocks over 256 KB (``MALLOC_MMAP_THRESHOLD_``,
-    likewise); True if the arena setting was made.
+    """Has glibc share 2 heaps among all threads and map large blocks; True if the arena setting was made.
+
+    From now on, glibc shares 2 heaps among all threads (``MALLOC_ARENA_MAX=2``), unless the
+    environment sets ``MALLOC_ARENA_MAX``, and maps blocks over 256 KB (``MALLOC_MMAP_THRESHOLD_``,
+    likewise).
 
     glibc gives each new thread a heap of its own, up to 8 per core; the walk's threads each
     allocate response bodies and Arrow buffers, and each heap keeps its own high-water mark, so the
@@ -104,8 +106,10 @@ _ours: dict[int, dict[str, Any]] = {}  # per pipeline: the settings this run's r
 
 
 def load_policy(merges: bool) -> None:
-    """The running pipeline's load step: freed memory handed back to the OS when it starts (any
-    destination), and for DuckDB the settings of ``bounded_duckdb``."""
+    """The running pipeline's load step: freed memory handed back to the OS when it starts.
+
+    Any destination; for DuckDB also the settings of ``bounded_duckdb``.
+    """
     import dlt
 
     try:
@@ -120,11 +124,12 @@ def load_policy(merges: bool) -> None:
 
 
 def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
-    """Gives the pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a resource
-    of the run ``merges``) and one load job at a time for this run's load step, each unless the user
+    """Bounds the memory of the pipeline's DuckDB load; True if the DuckDB settings were made.
+
+    Gives the pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a resource of
+    the run ``merges``) and one load job at a time for this run's load step, each unless the user
     configured it (``destination.duckdb.credentials.global_config``, env var
-    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG``; ``load.workers``, env var ``LOAD__WORKERS``);
-    True if the DuckDB settings were made.
+    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG``; ``load.workers``, env var ``LOAD__WORKERS``).
 
     Set in dlt's in-memory secrets and config, where the duckdb destination and the loader read them
     when the load step starts (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and

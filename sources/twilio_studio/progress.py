@@ -45,8 +45,10 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 class Rates:
-    """Reading rates from successive snapshots: per flow since its walk began, the run's over the last
-    few seconds (what it does now) and over the whole walk. Times are passed in: no clock inside.
+    """Reading rates from successive snapshots: per flow, and the run's now and over the whole walk.
+
+    Per flow since its walk began, the run's over the last few seconds (what it does now) and over the
+    whole walk. Times are passed in: no clock inside.
     """
 
     def __init__(self, started: float) -> None:
@@ -57,6 +59,7 @@ class Rates:
         self._walk_ended: float | None = None
 
     def observe(self, snap: Snapshot, now: float) -> None:
+        """Takes in the snapshot ``snap`` taken at time ``now`` (seconds, any monotonic clock)."""
         for f in snap.flows:
             self._first.setdefault((f.kind, f.flow_sid), now)
         if snap.flows and self._walk_started is None:
@@ -105,8 +108,10 @@ def steps_text(snap: Snapshot) -> str:
 
 
 def merged_steps(steps: tuple[StepProgress, ...]) -> list[StepProgress]:
-    """The dlt steps with those of one name in a row as one: dlt extracts the pipeline's state in an
-    extract of its own, right after the source's; a user sees one extract step.
+    """The dlt steps with those of one name in a row as one.
+
+    dlt extracts the pipeline's state in an extract of its own, right after the source's; a user sees
+    one extract step.
     """
     out: list[StepProgress] = []
     for step in steps:
@@ -122,6 +127,7 @@ def merged_steps(steps: tuple[StepProgress, ...]) -> list[StepProgress]:
 
 
 def requests_text(snap: Snapshot) -> str:
+    """The requests line: requests sent, in flight (and the limit), and how many were answered 429."""
     limit = f" (limit {snap.limit})" if snap.limit is not None else ""
     return f"{_n(snap.requests, 'request')}, {snap.in_flight} in flight{limit}, {snap.throttled:,} answered 429"
 

@@ -1,5 +1,7 @@
-"""Work to do when dlt starts a step of a pipeline's run (free memory before the load) and when it
-ends the run, failed or not (release its run lock, take back settings).
+"""Work to do when dlt starts a step of a pipeline's run and when it ends the run.
+
+Free memory before the load; when the run ends, failed or not, release its run lock and take back
+settings.
 
 dlt calls every module in ``dlt.pipeline.trace.TRACKING_MODULES`` when a run's trace starts and
 ends (its own telemetry is one); this module adds one that calls back what was registered for that
@@ -15,8 +17,9 @@ from typing import Any
 
 
 class _RunHooks:
-    """A dlt tracking module: calls the callbacks registered for a pipeline when one of its steps
-    starts (each once) and when its trace ends.
+    """A dlt tracking module: calls the callbacks registered for a pipeline's steps and end of run.
+
+    Each step's callbacks are called once when the step starts, the others when its trace ends.
     """
 
     def __init__(self) -> None:
@@ -49,8 +52,9 @@ HOOKS = _RunHooks()
 
 
 def traced(pipeline: Any) -> bool:
-    """Whether dlt traces this pipeline's runs (``RUNTIME__ENABLE_RUNTIME_TRACE``, on by default):
-    without a trace there is no end of run to call back at.
+    """Whether dlt traces this pipeline's runs (``RUNTIME__ENABLE_RUNTIME_TRACE``, on by default).
+
+    Without a trace there is no end of run to call back at.
     """
     return bool(getattr(getattr(pipeline, "config", None), "enable_runtime_trace", True))
 
@@ -72,8 +76,9 @@ def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
 
 
 def before_step(pipeline: Any, step: str, callback: Callable[[], None]) -> None:
-    """Calls ``callback`` when the pipeline's current run starts ``step`` (``normalize``, ``load``),
-    once; forgotten when the run ends first (check ``traced`` first).
+    """Calls ``callback`` when the pipeline's current run starts ``step`` (``normalize``, ``load``), once.
+
+    Forgotten when the run ends first (check ``traced`` first).
     """
     _install()
     with HOOKS.lock:

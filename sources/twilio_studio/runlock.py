@@ -179,8 +179,9 @@ def release(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> None:
 
 @contextlib.contextmanager
 def lock_of(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> Iterator[None]:
-    """Holds the run lock of the pipeline ``pipeline_name`` in ``pipelines_dir`` for a block, before
-    the pipeline object exists (``run_lock`` for one that does).
+    """Holds the run lock of the pipeline ``pipeline_name`` in ``pipelines_dir`` for a block.
+
+    For before the pipeline object exists (``run_lock`` for one that does).
     """
     acquire(pipelines_dir, pipeline_name)
     try:
@@ -191,7 +192,9 @@ def lock_of(pipelines_dir: str | os.PathLike[str], pipeline_name: str) -> Iterat
 
 @contextlib.contextmanager
 def run_lock(pipeline: Any) -> Iterator[None]:
-    """Holds the run lock of a dlt pipeline for a block: ``with run_lock(pipeline): pipeline.run(...)``.
+    """Holds the run lock of a dlt pipeline for the block inside it.
+
+    Used as ``with run_lock(pipeline): pipeline.run(...)``.
 
     Raises:
         RunInProgressError: Another process (or another thread's run) holds it.

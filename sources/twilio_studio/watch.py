@@ -79,18 +79,22 @@ class Snapshot:
 
     @property
     def pages(self) -> int:
+        """Pages read by all walks."""
         return sum(f.pages for f in self.flows)
 
     @property
     def read(self) -> int:
+        """List items read by all walks."""
         return sum(f.read for f in self.flows)
 
     @property
     def changed(self) -> int:
+        """Records of all walks new or changed since the last run: the rows this run writes."""
         return sum(f.changed for f in self.flows)
 
     @property
     def flows_done(self) -> int:
+        """Walks that have ended."""
         return sum(f.done for f in self.flows)
 
     @property
@@ -135,6 +139,7 @@ class StepCollector(Collector):
         message: str | None = None,
         label: str | None = None,
     ) -> None:
+        """Counts ``inc`` for the counter ``name`` (``label``) of the current step, and its total (dlt's collector)."""
         key = f"{name} {label}" if label else name
         with self._lock:
             if not self._steps:
@@ -157,6 +162,7 @@ class StepCollector(Collector):
                 self._steps[-1].done = True
 
     def steps(self) -> tuple[StepProgress, ...]:
+        """The dlt steps so far, copied."""
         with self._lock:
             return tuple(StepProgress(s.name, dict(s.counters), dict(s.totals), s.done, s.started) for s in self._steps)
 
@@ -171,16 +177,20 @@ class RunWatch:
         self._limits: list[AdaptiveLimit] = []
 
     def add_walker(self, walker: ListingWalker) -> None:
+        """Adds a walk to those the snapshot reads."""
         with self._lock:
             self._walkers.append(walker)
 
     def add_limit(self, limit: AdaptiveLimit) -> None:
+        """Adds a request limit to those the snapshot reads."""
         with self._lock:
             self._limits.append(limit)
 
     def snapshot(self) -> Snapshot:
-        """The counters now. Read without the walk's locks: each number is one the walk has reached
-        (a page counted a moment late at most), and the walk never waits for a reader.
+        """The counters now, read without the walk's locks.
+
+        Each number is one the walk has reached (a page counted a moment late at most), and the walk never
+        waits for a reader.
         """
         with self._lock:
             walkers, limits = list(self._walkers), list(self._limits)
@@ -204,11 +214,13 @@ _WATCH: ContextVar[RunWatch | None] = ContextVar("twilio_studio_watch", default=
 
 @contextlib.contextmanager
 def watching() -> Iterator[RunWatch]:
-    """Watches the runs inside the block (in this thread or task)::
+    """Watches the runs inside the block (in this thread or task).
 
-    with watching() as watch:
-        pipeline.collector = watch.collector  # dlt's steps
-        pipeline.run(twilio_studio_source())  # meanwhile, from another thread: watch.snapshot()
+    For example::
+
+        with watching() as watch:
+            pipeline.collector = watch.collector  # dlt's steps
+            pipeline.run(twilio_studio_source())  # meanwhile, from another thread: watch.snapshot()
     """
     watch = RunWatch()
     token = _WATCH.set(watch)

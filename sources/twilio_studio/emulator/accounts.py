@@ -59,6 +59,7 @@ class Subaccount:
 
     @property
     def sid(self) -> str:
+        """The account's SID."""
         return self.dataset.account_sid
 
     def __repr__(self) -> str:  # the token is a secret, even an emulated one
@@ -75,7 +76,8 @@ class Subaccount:
         statuses: dict[int, str] | None = None,
         **dataset_options: Any,
     ) -> list[Subaccount]:
-        """``count`` subaccounts with distinct SIDs, tokens and flows (seed ``seed + n`` for the n-th);
+        """``count`` subaccounts with distinct SIDs, tokens and flows (seed ``seed + n`` for the n-th).
+
         ``statuses`` maps an index to ``suspended`` or ``closed`` (the others are active).
         """
         out = []

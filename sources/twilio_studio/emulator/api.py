@@ -69,6 +69,7 @@ class Credentials:
     api_key_secret: str = "emulator-api-secret"
 
     def accepts(self, user: str, password: str) -> bool:
+        """Whether ``user`` and ``password`` are the account SID and token, or the API key SID and secret."""
         return (user, password) in {
             (self.account_sid, self.auth_token),
             (self.api_key_sid, self.api_key_secret),
@@ -77,17 +78,22 @@ class Credentials:
 
 @dataclass
 class Response:
+    """An HTTP answer: status, body and headers."""
+
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
 
 
 class ApiError(Exception):
+    """A request the API refuses: the status, Twilio's error code and message."""
+
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
     def response(self) -> Response:
+        """The error as Twilio answers it: a JSON body with code, message, more_info and status."""
         body = {
             "code": self.code,
             "message": self.message,
@@ -98,20 +104,24 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: int, message: str) -> Response:
+    """An error answer with that status, Twilio error code and message."""
     return ApiError(status, code, message).response()
 
 
 def unauthorized() -> Response:
+    """Twilio's 401 answer to a request without valid credentials."""
     return error_response(401, ERROR_AUTHENTICATE, "Authenticate")
 
 
 # ------------------------------------------------------------------------ pagination
 def encode_token(list_path: str, key: int, direction: str) -> str:
+    """A page token for ``list_path`` that continues from ``key`` in ``direction``."""
     raw = orjson.dumps({"l": list_path, "k": key, "d": direction})
     return "PT" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_token(token: str, list_path: str) -> tuple[int, str]:
+    """The key and direction of a page token of ``list_path``; raises a 400 ``ApiError`` for any other token."""
     invalid = ApiError(400, ERROR_INVALID_PAGE_TOKEN, "Invalid PageToken")
     if not token.startswith("PT"):
         raise invalid
@@ -131,9 +141,13 @@ class Keys(Protocol):
 
     hi: int  # above every key
 
-    def below(self, key: int) -> Iterator[int]: ...
+    def below(self, key: int) -> Iterator[int]:
+        """The kept keys below ``key``, largest first."""
+        ...
 
-    def above(self, key: int) -> Iterator[int]: ...
+    def above(self, key: int) -> Iterator[int]:
+        """The kept keys above ``key``, smallest first."""
+        ...
 
 
 @dataclass
@@ -145,17 +159,20 @@ class Listing:
     keep: Callable[[int], bool] | None = None
 
     def below(self, key: int) -> Iterator[int]:
+        """The kept keys below ``key``, largest first."""
         for k in range(min(key, self.hi) - 1, self.lo - 1, -1):
             if self.keep is None or self.keep(k):
                 yield k
 
     def above(self, key: int) -> Iterator[int]:
+        """The kept keys above ``key``, smallest first."""
         for k in range(max(key + 1, self.lo), self.hi):
             if self.keep is None or self.keep(k):
                 yield k
 
 
 def take(it: Iterator[int], n: int) -> list[int]:
+    """The first ``n`` keys of ``it``."""
     out: list[int] = []
     for k in it:
         out.append(k)
@@ -179,6 +196,7 @@ class StudioApi:
         self.writes = Writes(dataset)
 
     def handle(self, origin: str, path: str, query: str, method: str = "GET", body: bytes = b"") -> Response:
+        """The answer to one authenticated request, routed by its path and method; an error answer for any other."""
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         for name, pattern in ROUTES:
             m = pattern.match(path)

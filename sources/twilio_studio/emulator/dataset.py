@@ -108,12 +108,16 @@ def iso(ts: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class Widget:
+    """A widget of a flow: its name and type."""
+
     name: str
     type: str
 
 
 @dataclass(frozen=True)
 class Flow:
+    """A generated flow: its widgets, data keys, phone number, dates, revisions and run spacing."""
+
     index: int
     sid: str
     friendly_name: str
@@ -150,6 +154,7 @@ class Step:
 
     @property
     def transitioned_from(self) -> str:
+        """The widget the step ran."""
         return self.widget.name
 
 
@@ -307,6 +312,7 @@ class Dataset:
 
     # ----------------------------------------------------------- engagements
     def created_at(self, flow: Flow, i: int) -> datetime:
+        """When the ``i``-th engagement of ``flow`` was created."""
         shape = self._shapes.get(flow.index)
         if shape is not None:
             return shape.created_at(i)
@@ -348,6 +354,7 @@ class Dataset:
         return i
 
     def engagement_sid(self, flow: Flow, i: int) -> str:
+        """The SID of the ``i``-th engagement of ``flow``."""
         # the tail encodes (flow, index) so a fetch by SID needs no search; the head is a hash
         return "FN" + _hex(self.seed, "engagement", flow.index, i, n=16) + f"{flow.index:06x}{i:010x}"
 
@@ -362,6 +369,7 @@ class Dataset:
         return i
 
     def script(self, flow: Flow, i: int) -> Script:
+        """The whole run of the ``i``-th engagement of ``flow``: its steps and when it ends."""
         return self._script(flow.index, i)
 
     def _make_script(self, flow_index: int, i: int) -> Script:
@@ -459,7 +467,7 @@ class Dataset:
         steps.append(Step(parent_sid, widget, t, event, nxt, {"flow_sid": self.subflow.sid, "status": event}))
         return t
 
-    def _widget_output(
+    def _widget_output(  # noqa: C901 - a flat branch per widget type, as the widget library lists them
         self, w: Widget, rng: random.Random, address: str, flow: Flow, n: int, event: str
     ) -> dict[str, Any]:
         """What a widget leaves in the context, given the event it ended with."""
@@ -618,6 +626,7 @@ class Dataset:
 
     # ---------------------------------------------------------------- views
     def view(self, script: Script, now: datetime) -> EngagementView:
+        """The engagement as the API shows it at ``now``: its status, date_updated, steps so far and context."""
         done = tuple(s for s in script.steps if s.at <= now)
         ended = now >= script.ends_at
         if ended:
@@ -636,6 +645,7 @@ class Dataset:
         )
 
     def context(self, script: Script, done: tuple[Step, ...]) -> dict[str, Any]:
+        """The engagement's context after the steps ``done``: trigger, widgets' outputs and flow variables."""
         flow = script.flow
         widgets: dict[str, Any] = {}
         variables: dict[str, Any] = {}

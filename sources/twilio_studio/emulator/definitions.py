@@ -57,12 +57,15 @@ DEFAULT_NAMES = {
 
 @dataclass(frozen=True)
 class Transition:
+    """A transition of a widget: its event, the next widget, its conditions and how often it is taken."""
+
     event: str
     next: str | None  # None: the branch ends here
     conditions: tuple[dict[str, Any], ...] = ()
     odds: float = 1.0
 
     def render(self) -> dict[str, Any]:
+        """The transition as a flow definition shows it."""
         out: dict[str, Any] = {"event": self.event}
         if self.next is not None:
             out["next"] = self.next
@@ -73,12 +76,15 @@ class Transition:
 
 @dataclass(frozen=True)
 class State:
+    """A widget of a flow definition: its name, type, transitions and properties."""
+
     name: str
     type: str
     transitions: tuple[Transition, ...]
     properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def render(self) -> dict[str, Any]:
+        """The widget as a flow definition shows it."""
         return {
             "name": self.name,
             "type": self.type,
@@ -89,6 +95,8 @@ class State:
 
 @dataclass(frozen=True)
 class Revision:
+    """A revision of a flow: number, status, commit message, date and its widgets."""
+
     number: int
     status: str  # draft | published
     commit_message: str
@@ -98,6 +106,7 @@ class Revision:
     by_name: dict[str, State] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def definition(self) -> dict[str, Any]:
+        """The revision's flow definition: description, initial state, flags and states."""
         return {
             "description": self.description,
             "initial_state": TRIGGER,

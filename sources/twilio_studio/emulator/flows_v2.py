@@ -16,8 +16,9 @@ def _author(flow: Flow) -> str:
 
 
 def render_v2_flow(origin: str, account_sid: str, flow: Flow, with_definition: bool) -> dict[str, Any]:
-    """A v2 Flow: its latest revision as ``render_revision`` shows it, with the flow's own dates,
-    URL, links and webhook.
+    """A v2 Flow: its latest revision as ``render_revision`` shows it, with the flow's own fields.
+
+    The flow's own dates, URL, links and webhook.
     """
     url = f"{origin}/v2/Flows/{flow.sid}"
     return {

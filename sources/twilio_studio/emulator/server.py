@@ -54,6 +54,7 @@ class Clock:
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
+        """The emulator's time now, to the second."""
         with self._lock:
             now = self._start + self._offset
             if self._realtime:
@@ -61,6 +62,7 @@ class Clock:
             return now.replace(microsecond=0)
 
     def advance(self, delta: timedelta) -> datetime:
+        """Moves the clock ``delta`` forward (never back, never past the year 9999); returns the new time."""
         if delta < timedelta(0):
             raise ValueError("the emulator's clock only moves forward")
         with self._lock:
@@ -86,6 +88,7 @@ class Stats:
     max_total_in_flight: int = 0  # the most requests at once, all accounts together
 
     def snapshot(self) -> dict[str, Any]:
+        """The traffic counters as JSON: requests, answers by status and the most requests at once."""
         return {
             "requests": self.requests,
             "by_status": {str(k): v for k, v in self.by_status.items()},
@@ -168,6 +171,7 @@ class Emulator:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> Emulator:
+        """Serves in a background thread from now on; returns the emulator."""
         server = _Server((self._host, self._port), _Handler)
         server.emulator = self
         self._server = server
@@ -182,6 +186,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        """Stops serving and closes the socket (nothing if not running)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -206,12 +211,14 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
+        """The emulator's ``http://host:port``, once it is running."""
         if self._server is None:
             raise RuntimeError("the emulator is not running: call start() or use it in a with block")
         return f"http://{self._host_port()}"
 
     # ---------------------------------------------------------------- control
     def now(self) -> datetime:
+        """The time on the emulator's clock now."""
         return self.clock.now()
 
     def advance(self, seconds: float = 0, **delta: float) -> datetime:
@@ -231,11 +238,13 @@ class Emulator:
             self._scripted.clear()
 
     def pending_faults(self) -> int:
+        """How many scripted faults are not yet used."""
         with self._lock:
             return len(self._scripted)
 
     # ---------------------------------------------------------------- requests
     def serve(self, h: _Handler) -> None:
+        """Answers one HTTP request: a control request, or an API request with its faults and limits."""
         parts = urlsplit(h.path)
         path, query = parts.path, parts.query
         if path.startswith(CONTROL_PREFIX):
@@ -268,8 +277,10 @@ class Emulator:
         released = False
 
         def release() -> None:
-            """Ends the request's count before its answer goes out: once a client can read the answer,
-            its next request must not find this one still counted (a 429 it did not earn).
+            """Ends the request's count before its answer goes out.
+
+            Once a client can read the answer, its next request must not find this one still counted (a 429
+            it did not earn).
             """
             nonlocal released
             if not released:

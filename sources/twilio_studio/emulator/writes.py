@@ -43,6 +43,7 @@ class WriteError(Exception):
 
 
 def bad_request(message: str) -> WriteError:
+    """A 400 with Twilio's invalid-parameter code and ``message``."""
     return WriteError(400, ERROR_INVALID_PARAMETER, message)
 
 
@@ -133,10 +134,12 @@ class Writes:
         return run
 
     def end(self, sid: str, now: datetime) -> None:
+        """Marks the run ``sid`` ended at ``now`` (the first end counts)."""
         with self._lock:
             self._ended.setdefault(sid, now)
 
     def delete(self, flow: Flow, sid: str) -> None:
+        """Deletes the run ``sid`` of ``flow``: a created run is forgotten, a dataset run hidden from now on."""
         with self._lock:
             run = self._created.get(flow.sid, {}).pop(sid, None)
             if run is not None:
@@ -147,6 +150,7 @@ class Writes:
 
     # ------------------------------------------------------------ reads
     def is_deleted(self, sid: str) -> bool:
+        """Whether the run ``sid`` was deleted."""
         with self._lock:
             return sid in self._deleted
 
@@ -177,8 +181,9 @@ class Writes:
     def listing(
         self, flow: Flow, now: datetime, lo: int, hi: int, since: datetime | None, until: datetime | None
     ) -> tuple[MergedListing, Callable[[int], EngagementView]]:
-        """The keys of a flow's visible runs (dataset runs ``lo <= i < hi`` and created ones) and a
-        function from key to view.
+        """The keys of a flow's visible runs and a function from key to view.
+
+        The visible runs are the dataset's runs ``lo <= i < hi`` and the created ones.
         """
         with self._lock:
             created = sorted(self._by_key.get(flow.sid, {}).items())

@@ -1,6 +1,8 @@
-"""A usage report over a loaded Studio dataset: volume, outcomes, durations, widget funnels, the most
-common widget-to-widget transitions (when steps were loaded), flow graphs, flow data, and status
-transitions over time when the dataset keeps versions (``write_mode`` scd2 or append).
+"""A usage report over a loaded Studio dataset.
+
+Volume, outcomes, durations, widget funnels, the most common widget-to-widget transitions (when
+steps were loaded), flow graphs, flow data, and status transitions over time when the dataset
+keeps versions (``write_mode`` scd2 or append).
 
     read = duckdb_reader("studio.duckdb", "twilio_studio")
     data = build_report(read, "twilio_studio")

@@ -54,8 +54,11 @@ class GraphState:
     ended: dict[str, int] = field(default_factory=dict)  # event ("" when unknown) -> engagements that ended
 
     def drop_off(self) -> str:
-        """E.g. ``gather-input-on-call: 31% timeout, 2% hangup``: of the runs of this widget, the share
-        that ended the engagement here, by the event it ended with, the largest first; "" for none."""
+        """How the engagements that ended at this widget ended, e.g. ``gather-input-on-call: 31% timeout, 2% hangup``.
+
+        Of the runs of this widget, the share that ended the engagement here, by the event it ended with,
+        the largest first; "" for none.
+        """
         shares = [
             f"{100.0 * n / self.ran:.0f}% {event or 'ended here'}"
             for event, n in sorted(self.ended.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -257,8 +260,11 @@ def _trim(graph: FlowGraph) -> None:
 
 # ------------------------------------------------------------------------------------------ labels
 def edge_shown(e: GraphEdge, edges: list[GraphEdge]) -> bool:
-    """Taken transitions, and designed ones that lead somewhere (not the trigger's unused events, nor
-    those an edge derived from the context already counts together)."""
+    """Whether a transition is drawn: taken ones, and designed ones that lead somewhere.
+
+    Not the trigger's unused events, nor those an edge derived from the context already counts
+    together.
+    """
     if e.count > 0:
         return True
     covered = any(o.either and o.from_state == e.from_state and o.to_state == e.to_state for o in edges)

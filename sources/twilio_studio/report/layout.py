@@ -1,5 +1,8 @@
-"""The report's tables, in the order and with the titles, headers and notes both renderers show
-(``text`` as fixed-width columns, ``page`` as HTML): the one place that turns ``ReportData`` into text."""
+"""The report's tables, in the order and with the titles, headers and notes both renderers show.
+
+``text`` shows them as fixed-width columns, ``page`` as HTML: the one place that turns
+``ReportData`` into text.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""What the report shows, as plain data: ``build_report`` (``queries``) fills a ``ReportData``, the
-renderers (``text``, ``page``) only format it."""
+"""What the report shows, as plain data.
+
+``build_report`` (``queries``) fills a ``ReportData``, the renderers (``text``, ``page``) only
+format it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The report as one self-contained HTML page: its tables (``layout``), and its charts inline as PNG
-(``charts``) when matplotlib is installed; nothing is fetched from anywhere."""
+"""The report as one self-contained HTML page; nothing is fetched from anywhere.
+
+Its tables (``layout``), and its charts inline as PNG (``charts``) when matplotlib is installed.
+"""
 
 from __future__ import annotations
 
