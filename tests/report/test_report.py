@@ -23,6 +23,7 @@ import duckdb
 import pytest
 
 from tests.kit.duck import Loaded
+from tests.kit.postgres import postgres_url
 from tests.kit.studio import expected_sids, listed_views, make_source
 from twilio_studio.emulator import Dataset, Emulator
 from twilio_studio.emulator.dataset import EngagementView
@@ -48,7 +49,6 @@ from twilio_studio.report import (
 )
 
 DATASET = "twilio_studio"
-POSTGRES_URL = os.environ.get("TWILIO_STUDIO_TEST_POSTGRES")  # as in tests/postgres
 FLOWS = 3
 PER_FLOW = 200
 WITH_STEPS = ("flows", "engagements", "engagement_steps")
@@ -280,12 +280,9 @@ def test_dlt_reader_opens_a_duckdb_file_read_only_and_never_creates_one(studio: 
 
 
 def test_postgres_gives_the_same_report(studio: Studio, tmp_path: Path) -> None:
-    if not POSTGRES_URL:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but TWILIO_STUDIO_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
-        pytest.skip("set TWILIO_STUDIO_TEST_POSTGRES to run the PostgreSQL tests")
+    url = postgres_url()
     dataset = f"ts_report_{uuid.uuid4().hex[:10]}"
-    destination = dlt.destinations.postgres(credentials=POSTGRES_URL)
+    destination = dlt.destinations.postgres(credentials=url)
     pipeline = dlt.pipeline(
         pipeline_name=f"pg_{dataset}",
         destination=destination,
@@ -877,14 +874,6 @@ def test_versions_without_active_to_ended_give_their_note(tmp_path: Path) -> Non
         ("new", "unknown"),
     }
     assert NO_ACTIVE_TO_ENDED_NOTE in render_text(report)
-
-
-def postgres_url() -> str:
-    if not POSTGRES_URL:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but TWILIO_STUDIO_TEST_POSTGRES is not set: .ci/run must start PostgreSQL")
-        pytest.skip("set TWILIO_STUDIO_TEST_POSTGRES to run the PostgreSQL tests")
-    return POSTGRES_URL
 
 
 @pytest.mark.parametrize("zone", ZONES)
