@@ -118,8 +118,7 @@ def load_policy(merges: bool) -> None:
         return
     if not traced(pipeline):
         return  # no trace, no step to hook: the walk's own release_freed_memory is all
-    if id(pipeline) not in _ours:
-        before_step(pipeline, "load", release_freed_memory)
+    before_step(pipeline, "load", release_freed_memory)
     bounded_duckdb(pipeline, merges)
 
 

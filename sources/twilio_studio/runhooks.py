@@ -78,8 +78,11 @@ def at_end_of_run(pipeline: Any, callback: Callable[[], None]) -> None:
 def before_step(pipeline: Any, step: str, callback: Callable[[], None]) -> None:
     """Calls ``callback`` when the pipeline's current run starts ``step`` (``normalize``, ``load``), once.
 
-    Forgotten when the run ends first (check ``traced`` first).
+    Once however often it is registered (each resource of a run registers what the run needs);
+    forgotten when the run ends first (check ``traced`` first).
     """
     _install()
     with HOOKS.lock:
-        HOOKS.steps.setdefault((id(pipeline), step), []).append(callback)
+        callbacks = HOOKS.steps.setdefault((id(pipeline), step), [])
+        if callback not in callbacks:
+            callbacks.append(callback)
