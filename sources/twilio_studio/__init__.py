@@ -28,7 +28,7 @@ from twilio_studio.client import (
 )
 from twilio_studio.context import flow_row
 from twilio_studio.cursors import Window
-from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, revision_tables
+from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, first_load_appends, revision_tables
 from twilio_studio.extract import ENGAGEMENTS, EXECUTIONS, Listing
 from twilio_studio.modes import TIMESTAMP
 from twilio_studio.options import SourceOptions, validate_options
@@ -174,11 +174,12 @@ def twilio_studio_source(
         return DefinitionReader(run.client, run.max_concurrency)
 
     @dlt.resource(name="flows", write_disposition="merge", primary_key="sid", columns=flow_columns)
-    def flows() -> Iterator[list[dict[str, Any]]]:
+    def flows() -> Iterator[Any]:
         preflight()
         items = flow_items()
         v2 = definitions().flows([f["sid"] for f in items])  # GET /v2/Flows/{sid}: the definition
-        yield run.keep([{**flow_row(f), **v2.get(f["sid"], {})} for f in items], "flows", nested=False)
+        rows = run.keep([{**flow_row(f), **v2.get(f["sid"], {})} for f in items], "flows", nested=False)
+        yield dlt.mark.with_hints(rows, dlt.mark.make_hints(write_disposition=first_load_appends("flows")))
         run.raise_if_alone()
 
     # each of its three tables gets its keys and columns with its first rows: resource-level hints

@@ -283,6 +283,23 @@ def accounts_of(
     ]
 
 
+def once_each(flows: list[Any]) -> list[Any]:
+    """The flows, each SID once: a list that moved while it was read can show a flow on two pages.
+
+    Walked twice, its engagements would be loaded twice in one run; a first load appends them.
+    """
+    seen: set[str] = set()
+    out = []
+    for flow in flows:
+        sid = flow.get("sid") if isinstance(flow, dict) else None
+        if isinstance(sid, str):
+            if sid in seen:
+                continue
+            seen.add(sid)
+        out.append(flow)
+    return out
+
+
 class AccountsRun:
     """The accounts one source reads: discovered once, each with its client, flows and cursors."""
 
@@ -408,7 +425,7 @@ class AccountsRun:
                             logger.warning("flow_sids: %s found in none of the accounts read", ", ".join(missing))
                 else:
                     accounts[0].flows = self._single_account_flows(accounts[0].client)
-                self._flows = [f for a in accounts if a.sid not in self.failed for f in a.flows]
+                self._flows = once_each([f for a in accounts if a.sid not in self.failed for f in a.flows])
             return self._flows
 
     def _single_account_flows(self, client: StudioClient) -> list[dict[str, Any]]:

@@ -196,3 +196,40 @@ def test_a_server_without_v2_loads_flows_without_definitions(loaded: Loaded, cap
     assert written["flows"] == 1 and written["engagements"] == 1 and "flow_revisions" not in written
     assert loaded.sql("SELECT revision, definition FROM flows") == [(None, None)]
     assert f"flow {FW}: GET /v2/Flows/{FW} answered 404: loaded without its definition" in caplog.text
+
+
+def test_a_first_load_appends_the_definition_tables_and_later_runs_merge(loaded: Loaded) -> None:
+    tables = ("flows", "flow_revisions", "flow_states", "flow_transitions")
+    with ScriptedStudio() as studio:
+        script(studio, [1, 2])
+        loaded.run(make_source(studio.base_url))
+        schema = loaded.pipeline.default_schema.tables
+        assert {t: schema[t]["write_disposition"] for t in tables} == dict.fromkeys(tables, "append")
+        assert schema["flow_states"]["columns"]["name"].get("primary_key")  # keyed for the merges to come
+        # nothing to merge with: no staging dataset on the first load
+        staging = "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'twilio_studio_staging'"
+        assert loaded.scalar(staging) == 0
+        script(studio, [1, 2, 3])
+        studio.routes["/v1/Flows?PageSize=1000"] = (
+            200,
+            page("flows", [{**flow(FW), "friendly_name": "Renamed", "date_updated": "2026-01-03T00:00:00Z"}], None),
+        )
+        loaded.run(make_source(studio.base_url))
+        loaded.run(make_source(studio.base_url))  # nothing new: flows merged again, no revision fetched
+    schema = loaded.pipeline.default_schema.tables
+    assert {t: schema[t]["write_disposition"] for t in tables} == dict.fromkeys(tables, "merge")
+    assert loaded.sql("SELECT sid, friendly_name, revision FROM flows") == [(FW, "Renamed", 3)]
+    assert loaded.sql("SELECT revision, count(*) FROM flow_states GROUP BY 1 ORDER BY 1") == [(1, 2), (2, 2), (3, 2)]
+
+
+def test_a_flow_listed_twice_is_read_once(loaded: Loaded) -> None:
+    with ScriptedStudio() as studio:
+        script(studio, [1])
+        # the list moved while it was read: the flow shows on both pages
+        studio.routes["/v1/Flows?PageSize=1000"] = (200, page("flows", [flow(FW)], "{base}/v1/Flows?Page=1"))
+        studio.routes["/v1/Flows?Page=1"] = (200, page("flows", [flow(FW)], None))
+        written = loaded.run(make_source(studio.base_url))
+        walks = [p for p in studio.requests if p.startswith(f"/v1/Flows/{FW}/Engagements")]
+    assert written["flows"] == 1 and written["engagements"] == 1 and written["flow_revisions"] == 1
+    assert len(walks) == 1
+    assert loaded.sql("SELECT count(*), count(DISTINCT sid) FROM engagements") == [(1, 1)]
