@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.catalogue import PATHS, CaseDef, Group, Sizes, catalogue, sizes_of
 from benchmarks.expected import ChangeModel, ChangePlan, pages_that_can_change
 from benchmarks.machine import load_average, machine_busy_seconds, own_cpu_seconds
-from benchmarks.processes import EmulatorProcess, MemoryWatch, child_env, phase_peaks, wait4_usage
+from benchmarks.processes import EmulatorProcess, MemoryWatch, child_env, compile_bytecode, phase_peaks, wait4_usage
 from twilio_studio.emulator.dataset import Dataset
 
 SCHEMAS = {"source": "twilio_studio", "library": "twilio_studio", "rest_api": "rest_api_naive",
@@ -410,6 +410,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         raise SystemExit(f"--only: no case {', '.join(sorted(only - known))} with --shapes {','.join(s.shapes)}; "
                          f"the cases are {', '.join(sorted(known))}")  # fmt: skip
     run = Run(args, s, workdir, only)
+    compile_bytecode()  # not timed: a user's installed package has it
     for group in groups:
         if not group.enabled:
             continue

@@ -34,7 +34,18 @@ def child_env() -> dict[str, str]:
     env["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # no phoning home from the measured processes
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    # an installed package has its bytecode compiled (pip does it); a shell or CI that sets
+    # PYTHONDONTWRITEBYTECODE would have every case compile this repository's modules again
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def compile_bytecode() -> None:
+    """Compiles the repository's modules once, as ``pip install`` does for an installed package."""
+    import compileall
+
+    for folder in ("sources", "benchmarks"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
 
 
 def _wait4(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, int, bool]:

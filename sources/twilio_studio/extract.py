@@ -22,7 +22,7 @@ from twilio_studio.client import StudioClient
 from twilio_studio.context import coerce_context, engagement_row, parse_time, step_row
 from twilio_studio.cursors import FlowCursor, FlowSelection, Window, cursor_of
 from twilio_studio.memory import rare_gc_passes
-from twilio_studio.redact import redact_card_data
+from twilio_studio.redact import may_hold_card_data, redact_card_data
 from twilio_studio.steps import order_steps
 from twilio_studio.watch import watch_walker
 
@@ -178,6 +178,7 @@ class ListingWalker:
         self.stats: dict[str, WalkStats] = {}
         # context fetches, shared by the walks: the pool lives as long as one call of walk()
         self._contexts: ThreadPoolExecutor | None = None
+        self._page = threading.local()  # per walk thread: whether the page just parsed can hold card data
         watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
     def walk(
@@ -254,7 +255,7 @@ class ListingWalker:
         params: dict[str, Any] = {"PageSize": self.page_size}
         if self.kind.server_filter and (created_from := selection.server_created_from()) is not None:
             params["DateCreatedFrom"] = created_from
-        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self.turns.parse)
+        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._parse_page)
         with contextlib.closing(pages):  # type: ignore[type-var]
             for page in pages:  # each page in this walk's turn (ParseTurns), ended before the next request
                 if stop.is_set():
@@ -281,7 +282,7 @@ class ListingWalker:
                         "%s: the list is not newest first by date_created; reading every page "
                         "(stop_at_ended_pages has no effect for this flow)", what,
                     )  # fmt: skip
-                stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put)
+                stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put, self._page.cards)
                 self.turns.end()
                 elapsed = max(time.monotonic() - started, 1e-9)
                 logger.debug(  # one line per page: progress (--progress) shows these counts
@@ -297,6 +298,15 @@ class ListingWalker:
         for reason, count in stats.without_context.items():
             logger.warning("%s: loaded %d %s without their context: %s", what, count, self.kind.name, reason)
         return selection.result()
+
+    def _parse_page(self, content: bytes) -> Any:
+        """A list page's JSON, parsed in the walk's turn; notes whether its text can hold card data at all.
+
+        One test of the page's text spares the per-context test of every record on a page without
+        any (most pages of most flows).
+        """
+        self._page.cards = not self.keep_card_data and may_hold_card_data(content)
+        return self.turns.parse(content)
 
     @staticmethod
     def _invalid(item: Any, flow_sid: str, seen: set[str]) -> str | None:
@@ -324,10 +334,12 @@ class ListingWalker:
         stats: WalkStats,
         sink: RowSink,
         put: Callable[[tuple[str, Any, Any]], None],
+        cards: bool = True,
     ) -> int:
         """Hands the rows of these records to ``sink`` (the list is emptied); returns how many rows.
 
         Those whose context must be fetched go last, after stepping aside while it is fetched.
+        ``cards``: the page's text may hold card data (False: no inline context is tested for it).
         """
         missing: list[dict[str, Any]] = []
         rows = []
@@ -337,7 +349,7 @@ class ListingWalker:
             if not context and self.context_mode == "fetch_missing":
                 missing.append(item)
                 continue
-            rows.append(self._row(item, value, context, stats))
+            rows.append(self._row(item, value, context, stats, cards))
         items.clear()
         count = len(rows)
         self._give(rows, flow_sid, sink, put)
@@ -356,11 +368,13 @@ class ListingWalker:
             self._give(rows, flow_sid, sink, put)
         return count
 
-    def _row(self, item: dict[str, Any], value: Any, context: dict[str, Any] | None, stats: WalkStats) -> Any:
+    def _row(
+        self, item: dict[str, Any], value: Any, context: dict[str, Any] | None, stats: WalkStats, cards: bool = True
+    ) -> Any:
         if context is None and value is not None and value != "" and value != [] and value != {}:
             reason = "a context that is not a JSON object"
             stats.without_context[reason] = stats.without_context.get(reason, 0) + 1
-        if context is not None and not self.keep_card_data:  # before normalization: every copy comes from it
+        if context is not None and cards and not self.keep_card_data:  # before normalization: every copy is of it
             context = redact_card_data(context)
         kind = self.kind
         return engagement_row(item, context, kind.owner, kind.extra, children=False)

@@ -84,6 +84,15 @@ def _remove_copies(context: dict[str, Any], found: set[str]) -> None:
                 stack.append(value)
 
 
+def may_hold_card_data(text: bytes) -> bool:
+    r"""Whether a JSON text (a whole list page) may hold a card key: False only when it surely holds none.
+
+    None of HINTS in its lower-cased bytes, and no ``\u`` escape, the one way JSON can spell a
+    letter of a key in other bytes.
+    """
+    return b"\\u" in text or any(hint in text.lower() for hint in HINTS)
+
+
 def _may_hold_card_keys(context: dict[str, Any]) -> bool:
     try:
         text = orjson.dumps(context)

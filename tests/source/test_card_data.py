@@ -72,3 +72,35 @@ def test_keep_card_data_stores_them(payments: Emulator, loaded: Loaded, tmp_path
 def test_keep_card_data_must_be_a_boolean(value: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"keep_card_data: .* is not true or false"):
         make_source("http://127.0.0.1:1", keep_card_data=value)
+
+
+def test_card_keys_on_a_page_are_redacted_however_the_page_spells_them(loaded: Loaded) -> None:
+    import json
+
+    from tests.kit.loopback import Answer, DynamicStudio, engagement, flow, page, routes
+
+    fw = "FW" + "1" * 32
+    paid = {"widgets": {"pay": {"PaymentCardNumber": "4111111111111111", "Result": "success"}}}
+    # JSON may spell any letter of a key as an escape: that page's text then shows no hint at all
+    escaped = {"widgets": {"pay": {"QQaymentToken": "tok_9f8e7d6c5b4a", "Result": "success"}}}
+    last = json.dumps(page("engagements", [engagement(fw, 5, context=escaped)], None)).encode()
+    last = last.replace(b"QQaymentToken", b"\\u0050aymentToken")
+    assert b"payment" not in last.lower()
+    first = page("engagements", [*(engagement(fw, n) for n in range(1, 4)), engagement(fw, 4, context=paid)],
+                 "{base}/v1/next")  # fmt: skip
+    table = {
+        "/v1/Flows?PageSize=1000": Answer(200, page("flows", [flow(fw)], None)),
+        f"/v1/Flows/{fw}/Engagements?PageSize=1000": Answer(200, first),
+        "/v1/next": Answer(200, last),
+    }
+    with DynamicStudio(routes(table)) as studio:
+        loaded.run(make_source(studio.base_url))
+    assert loaded.scalar("SELECT count(*) FROM engagements__widgets WHERE name = 'pay'") == 2
+    cells = " ".join(str(c) for c in text_cells(loaded.sql, "twilio_studio", ("VARCHAR", "JSON")))
+    assert "4111111111111111" not in cells and "tok_9f8e7d6c5b4a" not in cells
+    outputs = loaded.sql(
+        "SELECT json_extract_string(outputs, '$.PaymentCardNumber'), json_extract_string(outputs, '$.PaymentToken') "
+        "FROM engagements__widgets WHERE name = 'pay' ORDER BY engagement_sid"
+    )
+    assert outputs == [(MARKER, None), (None, MARKER)]
+    assert loaded.scalar("SELECT count(*) FROM engagements__flow_data") == 3  # the plain ones' data, as served

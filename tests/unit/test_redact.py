@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from twilio_studio.redact import CARD_FIELDS, MARKER, redact_card_data
+from twilio_studio.redact import CARD_FIELDS, MARKER, may_hold_card_data, redact_card_data
 
 PAID = {
     "Result": "success",
@@ -79,3 +79,18 @@ def test_none_and_idempotent() -> None:
 def test_any_case_of_a_key_is_found() -> None:
     context = {"flow": {"variables": {"PAYMENTTOKEN": "tok_9", "pAyMeNtCaRdNuMbEr": "4111111111111111"}}}
     assert redact_card_data(context) == {"flow": {"variables": {"PAYMENTTOKEN": MARKER, "pAyMeNtCaRdNuMbEr": MARKER}}}
+
+
+@pytest.mark.parametrize(
+    ("text", "may"),
+    [
+        pytest.param(b'{"engagements": [{"context": {"widgets": {"ask": {"Body": "yes"}}}}]}', False, id="none"),
+        pytest.param(b'{"context": {"widgets": {"pay": {"PaymentCardNumber": "4242"}}}}', True, id="card_key"),
+        pytest.param(b'{"flow": {"variables": {"EXPIRATIONDATE": "0530"}}}', True, id="upper_case"),
+        pytest.param(b'{"flow": {"data": {"note": "securitycode"}}}', True, id="a_value_that_looks_like_one"),
+        pytest.param(b'{"widgets": {"pay": {"\\u0050aymentToken": "tok"}}}', True, id="escaped_letter"),
+        pytest.param(b'{"flow": {"data": {"name": "Zo\\u00eb"}}}', True, id="any_escape"),
+    ],
+)
+def test_a_page_text_without_hints_surely_holds_no_card_key(text: bytes, may: bool) -> None:
+    assert may_hold_card_data(text) is may
