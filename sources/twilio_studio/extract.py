@@ -282,7 +282,8 @@ class ListingWalker:
                         "%s: the list is not newest first by date_created; reading every page "
                         "(stop_at_ended_pages has no effect for this flow)", what,
                     )  # fmt: skip
-                stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put, self._page.cards)
+                cards = getattr(self._page, "cards", True)  # set by _parse_page for this page
+                stats.emitted += self._hand_over(selected, flow_sid, stats, sink, put, cards)
                 self.turns.end()
                 elapsed = max(time.monotonic() - started, 1e-9)
                 logger.debug(  # one line per page: progress (--progress) shows these counts
