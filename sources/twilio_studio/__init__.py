@@ -26,6 +26,7 @@ from twilio_studio.client import (
     StudioApiError,
     StudioError,
 )
+from twilio_studio.columnar import row_file_format
 from twilio_studio.context import flow_row
 from twilio_studio.cursors import Window
 from twilio_studio.definitions import FLOW_DEFINITION_COLUMNS, DefinitionReader, first_load_appends, revision_tables
@@ -179,7 +180,8 @@ def twilio_studio_source(
         items = flow_items()
         v2 = definitions().flows([f["sid"] for f in items])  # GET /v2/Flows/{sid}: the definition
         rows = run.keep([{**flow_row(f), **v2.get(f["sid"], {})} for f in items], "flows", nested=False)
-        yield dlt.mark.with_hints(rows, dlt.mark.make_hints(write_disposition=first_load_appends("flows")))
+        hints = dlt.mark.make_hints(write_disposition=first_load_appends("flows"), **row_file_format())
+        yield dlt.mark.with_hints(rows, hints)
         run.raise_if_alone()
 
     # each of its three tables gets its keys and columns with its first rows: resource-level hints

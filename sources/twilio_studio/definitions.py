@@ -272,6 +272,8 @@ def revision_tables(
     """
     import dlt  # the source module's dependency; kept local so the pure functions above need none
 
+    from twilio_studio.columnar import row_file_format
+
     loaded: dict[str, list[int]] = state.setdefault("loaded_revisions", {})
     hinted: set[str] = set()
     fetched = 0
@@ -292,7 +294,11 @@ def revision_tables(
             hinted.add(name)
             key, columns = TABLES[name]
             hints = dlt.mark.make_hints(
-                table_name=name, write_disposition=first_load_appends(name), primary_key=list(key), columns=columns
+                table_name=name,
+                write_disposition=first_load_appends(name),
+                primary_key=list(key),
+                columns=columns,
+                **row_file_format(),
             )
             yield dlt.mark.with_hints(rows, hints, create_table_variant=True)
         fetched += len(revisions)

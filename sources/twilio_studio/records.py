@@ -16,7 +16,14 @@ from typing import Any
 import dlt
 
 from twilio_studio.accounts import AccountsRun, stamp_tables
-from twilio_studio.columnar import Batches, RecordTables, exact_file_format, parent_rows, quiet_json_notice
+from twilio_studio.columnar import (
+    Batches,
+    RecordTables,
+    exact_file_format,
+    parent_rows,
+    quiet_json_notice,
+    row_file_format,
+)
 from twilio_studio.cursors import FlowCursor, Window
 from twilio_studio.duckdb_file import check_pipeline
 from twilio_studio.extract import Listing, ListingWalker, StepFetcher
@@ -220,4 +227,7 @@ def step_rows(
         rows = [pseudonymize(row) for row in rows]
     if rows:
         # named explicitly: a transformer's output otherwise takes the parent item's table hints
-        yield dlt.mark.with_table_name(rows, f"{kind.name[:-1]}_steps")
+        name = f"{kind.name[:-1]}_steps"
+        file_format = row_file_format()
+        yield dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=name, **file_format)) if file_format \
+            else dlt.mark.with_table_name(rows, name)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit.duck import Loaded
+from tests.kit.duck import Loaded, duckdb_pipeline
 from tests.kit.studio import DEFAULT_ENGAGEMENTS, EmulatorFactory, expected_sids, listed_views, make_source
 from twilio_studio.emulator import Emulator, Faults
 from twilio_studio.emulator.dataset import TRIGGER_OF, EngagementView
@@ -140,3 +140,21 @@ def test_steps_and_executions_are_not_loaded_unless_selected(emulator: Emulator,
     tables = {r[0] for r in loaded.sql("SHOW TABLES")}
     assert "engagements" in tables and not {"engagement_steps", "executions", "execution_steps"} & tables
     assert step_requests(emulator) == []
+
+
+def test_row_tables_load_from_parquet_into_duckdb_with_dlt_defaults(emulator: Emulator, tmp_path: Any) -> None:
+    # dlt's default for rows is INSERT statements, which DuckDB parses slowly and holds whole in memory
+    pipeline = duckdb_pipeline(tmp_path)
+    pipeline.run(source(emulator, "flows", "flow_revisions", "engagements", "engagement_steps"))
+    jobs = pipeline.last_trace.last_load_info.load_packages[0].jobs["completed_jobs"]
+    formats: dict[str, set[str]] = {}
+    for job in jobs:  # the data files; a merge adds a `sql` job of its own
+        if job.job_file_info.file_format != "sql":
+            formats.setdefault(job.job_file_info.table_name, set()).add(job.job_file_info.file_format)
+    tables = ("flows", "flow_revisions", "flow_states", "flow_transitions", "engagement_steps",
+              "engagement_steps__widgets", "engagements")  # fmt: skip
+    assert {t: formats.get(t) for t in tables} == {t: {"parquet"} for t in tables}
+    want = views(emulator)
+    with pipeline.sql_client() as client:
+        steps = client.execute_sql("SELECT count(*), count(DISTINCT sid) FROM engagement_steps")[0]
+    assert tuple(steps) == (sum(len(v.steps) for v in want.values()),) * 2  # the values: the tests above
