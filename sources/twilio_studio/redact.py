@@ -90,7 +90,12 @@ def may_hold_card_data(text: bytes) -> bool:
     None of HINTS in its lower-cased bytes, and no ``\u`` escape, the one way JSON can spell a
     letter of a key in other bytes.
     """
-    return b"\\u" in text or any(hint in text.lower() for hint in HINTS)
+    return b"\\u" in text or _holds_hint(text)
+
+
+def _holds_hint(text: bytes) -> bool:
+    lowered = text.lower()  # once: a page's text is megabytes
+    return any(hint in lowered for hint in HINTS)
 
 
 def _may_hold_card_keys(context: dict[str, Any]) -> bool:
@@ -98,8 +103,7 @@ def _may_hold_card_keys(context: dict[str, Any]) -> bool:
         text = orjson.dumps(context)
     except TypeError:  # too deep or an odd type for orjson: walk it
         return True
-    text = text.lower()
-    return any(hint in text for hint in HINTS)
+    return _holds_hint(text)
 
 
 def redact_card_data(context: dict[str, Any] | None) -> dict[str, Any] | None:
