@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from twilio_studio.duckdb_file import hold_through_load
 from twilio_studio.runhooks import at_end_of_run, before_step, traced
 
 # Allocations between two passes of Python's cycle collector while pages are parsed and normalized.
@@ -108,7 +109,8 @@ _ours: dict[int, dict[str, Any]] = {}  # per pipeline: the settings this run's r
 def load_policy(merges: bool) -> None:
     """The running pipeline's load step: freed memory handed back to the OS when it starts.
 
-    Any destination; for DuckDB also the settings of ``bounded_duckdb``.
+    Any destination; for DuckDB also the settings of ``bounded_duckdb``, and its file held open
+    through the step (``duckdb_file.hold_through_load``).
     """
     import dlt
 
@@ -120,6 +122,7 @@ def load_policy(merges: bool) -> None:
         return  # no trace, no step to hook: the walk's own release_freed_memory is all
     before_step(pipeline, "load", release_freed_memory)
     bounded_duckdb(pipeline, merges)
+    hold_through_load(pipeline)
 
 
 def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
