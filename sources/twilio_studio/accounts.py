@@ -26,7 +26,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -629,12 +629,13 @@ class AccountRouter:
         what: str,
         params: dict[str, Any] | None = None,
         parse: Parse = orjson.loads,
+        ahead: Executor | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         account = self._account(path)
         if account.sid in self.run.failed:
             return
         try:
-            yield from account.client.pages(path, key, f"account {account.sid}, {what}", params, parse)
+            yield from account.client.pages(path, key, f"account {account.sid}, {what}", params, parse, ahead)
         except StudioError as e:
             self.run.fail(account.sid, str(e))
 

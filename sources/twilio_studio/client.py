@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -177,6 +178,25 @@ def _error_code(content: bytes) -> int | None:
 
 
 Parse = Callable[[bytes], Any]  # a response body's bytes to JSON (StudioClient.get's ``parse``)
+# one request's outcome: the response and its whole body, or no response and the reason to retry
+Attempt = tuple["requests.Response | None", bytes, str]
+
+
+def _page_tokens(url: str) -> list[str]:
+    return parse_qs(urlsplit(url).query).get("PageToken", [])
+
+
+def _pagination_loop(url: str, seen: set[str], tokens: set[str]) -> str:
+    """Why requesting ``url`` would read a page of this walk again; empty when it would not."""
+    if url in seen:
+        return f"the API returned the page {urlsplit(url).path} twice (a pagination loop)"
+    # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
+    own: set[str] = set()
+    for token in _page_tokens(url):
+        if token in tokens or token in own:
+            return f"the API returned the page token {token[:40]} twice (a pagination loop)"
+        own.add(token)
+    return ""
 
 
 def _json(content: bytes, parse: Parse) -> Any:
@@ -245,11 +265,14 @@ class StudioClient:
             )
 
     # ------------------------------------------------------------------ requests
-    def get(self, url: str, what: str, parse: Parse = orjson.loads) -> dict[str, Any]:
+    def get(
+        self, url: str, what: str, parse: Parse = orjson.loads, first: Future[Attempt] | None = None
+    ) -> dict[str, Any]:
         """GETs a JSON object, retrying 429, 5xx, resets, timeouts and cut-short bodies.
 
         ``parse`` turns a complete body into JSON (``extract.ParseTurns.parse`` waits for the walk's
-        turn first); a body it cannot parse is retried like a cut-short one.
+        turn first); a body it cannot parse is retried like a cut-short one. ``first``: the first
+        attempt, already sent (``pages`` reads the next page ahead); its answer is judged as any other.
         """
         self.check_same_origin(url, what)
         path = urlsplit(url).path
@@ -257,23 +280,10 @@ class StudioClient:
         reason = ""
         for attempt in range(1, policy.max_attempts + 1):
             retry_after: float | None = None
-            response: requests.Response | None = None
-            self.limit.acquire()
-            try:
-                # no redirects: a 3xx is an answer (see _fatal), so no request leaves base_url's host
-                response = self._session().get(url, timeout=policy.timeout, stream=True, allow_redirects=False)
-                content = self._read(response, policy.timeout)
-            except requests.Timeout:
-                reason = f"no complete response within {policy.timeout:g} s (request_timeout)"
-                response = None
-            except requests.exceptions.ChunkedEncodingError:
-                reason = "a response cut short before its end"
-                response = None
-            except RETRY_EXCEPTIONS as e:
-                reason = f"a network error ({type(e).__name__})"
-                response = None
-            finally:
-                self.limit.release(throttled=response is not None and response.status_code == 429)
+            if attempt == 1 and first is not None:
+                response, content, reason = first.result()
+            else:
+                response, content, reason = self._attempt(url)
             if response is not None:
                 status = response.status_code
                 if status == 200:
@@ -299,6 +309,29 @@ class StudioClient:
             f"{what}: GET {path} still failed with {reason} after {policy.max_attempts} attempts; "
             "the next run starts again from the last saved state"
         )
+
+    def _attempt(self, url: str) -> Attempt:
+        """One request under the account's limit: the response and its whole body, or why there is none."""
+        timeout = self.retry.timeout
+        response: requests.Response | None = None
+        content, reason = b"", ""
+        self.limit.acquire()
+        try:
+            # no redirects: a 3xx is an answer (see _fatal), so no request leaves base_url's host
+            response = self._session().get(url, timeout=timeout, stream=True, allow_redirects=False)
+            content = self._read(response, timeout)
+        except requests.Timeout:
+            reason = f"no complete response within {timeout:g} s (request_timeout)"
+            response = None
+        except requests.exceptions.ChunkedEncodingError:
+            reason = "a response cut short before its end"
+            response = None
+        except RETRY_EXCEPTIONS as e:
+            reason = f"a network error ({type(e).__name__})"
+            response = None
+        finally:
+            self.limit.release(throttled=response is not None and response.status_code == 429)
+        return response, content, reason
 
     @staticmethod
     def _read(response: requests.Response, timeout: float) -> bytes:
@@ -363,42 +396,49 @@ class StudioClient:
         what: str,
         params: dict[str, Any] | None = None,
         parse: Parse = orjson.loads,
+        ahead: Executor | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yields each page's records, following ``meta.next_page_url`` until it is null.
 
         A yielded list is not kept here: once the caller drops it, the page's objects are freed
-        (before the next page is requested). ``parse`` as in ``get``.
+        (before the next page is parsed). ``parse`` as in ``get``. ``ahead``: threads that request the
+        next page while the caller works on this one (only its body is held, not parsed); for walks
+        that read to the last page, as one page too many is requested when the caller stops early.
         """
         url: str | None = self.url(path, params)
         seen: set[str] = set()
         tokens: set[str] = set()
-        while url is not None:
-            if url in seen:
-                raise PaginationError(
-                    f"{what}: the API returned the page {urlsplit(url).path} twice (a pagination "
-                    "loop); stopping so the run cannot go on forever"
-                )
-            seen.add(url)
-            # Twilio's next_page_url also counts Page=N up: the same PageToken under a new N is the same page
-            for token in parse_qs(urlsplit(url).query).get("PageToken", []):
-                if token in tokens:
+        pending: Future[Attempt] | None = None
+        try:
+            while url is not None:
+                loop = _pagination_loop(url, seen, tokens)
+                if loop:
+                    raise PaginationError(f"{what}: {loop}; stopping so the run cannot go on forever")
+                seen.add(url)
+                tokens.update(_page_tokens(url))
+                body = self.get(url, what, parse, pending)
+                pending = None
+                meta = body.get("meta")
+                if not isinstance(body.get(key), list) or not isinstance(meta, dict):
                     raise PaginationError(
-                        f"{what}: the API returned the page token {token[:40]} twice (a pagination loop); "
-                        "stopping so the run cannot go on forever"
+                        f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
+                        "'meta' object; is base_url a Twilio Studio API?"
                     )
-                tokens.add(token)
-            body = self.get(url, what, parse)
-            meta = body.get("meta")
-            if not isinstance(body.get(key), list) or not isinstance(meta, dict):
-                raise PaginationError(
-                    f"{what}: GET {urlsplit(url).path} returned a page without a '{key}' list and a "
-                    "'meta' object; is base_url a Twilio Studio API?"
-                )
-            yield body.pop(key)  # no reference stays here while the caller works on the page
-            del body
-            next_url = meta.get("next_page_url")
-            if next_url is not None and not isinstance(next_url, str):
-                raise PaginationError(f"{what}: meta.next_page_url is not a URL")
-            if next_url is not None:
-                self.check_same_origin(next_url, what)
-            url = next_url
+                next_url = meta.get("next_page_url")
+                if (
+                    ahead is not None
+                    and isinstance(next_url, str)
+                    and origin_of(next_url) == self._origin
+                    and not _pagination_loop(next_url, seen, tokens)
+                ):
+                    pending = ahead.submit(self._attempt, next_url)
+                yield body.pop(key)  # no reference stays here while the caller works on the page
+                del body
+                if next_url is not None and not isinstance(next_url, str):
+                    raise PaginationError(f"{what}: meta.next_page_url is not a URL")
+                if next_url is not None:
+                    self.check_same_origin(next_url, what)
+                url = next_url
+        finally:
+            if pending is not None:
+                pending.cancel()  # or, already sent, its answer is dropped when it comes

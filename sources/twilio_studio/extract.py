@@ -178,6 +178,8 @@ class ListingWalker:
         self.stats: dict[str, WalkStats] = {}
         # context fetches, shared by the walks: the pool lives as long as one call of walk()
         self._contexts: ThreadPoolExecutor | None = None
+        # each walk's next page, requested while the walk turns this one into rows (same lifetime)
+        self._ahead: ThreadPoolExecutor | None = None
         self._page = threading.local()  # per walk thread: whether the page just parsed can hold card data
         watch_walker(self)  # progress reads self.stats (twilio_studio.watch)
 
@@ -216,8 +218,10 @@ class ListingWalker:
 
         walks = max(1, min(len(flow_sids), WALKS_PER_REQUEST_SLOT * self.max_concurrency))
         with rare_gc_passes(), ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool, \
-                ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-context") as ctx_pool:  # fmt: skip
+                ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-context") as ctx_pool, \
+                ThreadPoolExecutor(walks, thread_name_prefix="studio-ahead") as ahead:  # fmt: skip
             self._contexts = ctx_pool
+            self._ahead = ahead
             futures = [pool.submit(walk, sid) for sid in flow_sids]
             remaining = len(futures)
             try:
@@ -234,7 +238,7 @@ class ListingWalker:
                 stop.set()
                 for f in futures:
                     f.cancel()
-        self._contexts = None
+        self._contexts = self._ahead = None
         last = sink.rest()
         if last is not None:
             yield last
@@ -255,7 +259,10 @@ class ListingWalker:
         params: dict[str, Any] = {"PageSize": self.page_size}
         if self.kind.server_filter and (created_from := selection.server_created_from()) is not None:
             params["DateCreatedFrom"] = created_from
-        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._parse_page)
+        # the next page is requested while this one is turned into rows (the walk and the API's work
+        # overlap), unless the walk may stop before the last page
+        ahead = self._ahead if selection.stop_before is None else None
+        pages = self.client.pages(self.kind.list_path(flow_sid), self.kind.name, what, params, self._parse_page, ahead)
         with contextlib.closing(pages):  # type: ignore[type-var]
             for page in pages:  # each page in this walk's turn (ParseTurns), ended before the next request
                 if stop.is_set():

@@ -49,16 +49,20 @@ def nth(name: str) -> int:
 
 def arm_extract(point: str) -> None:
     """Stops the run at the 7th engagement list page it requests."""
+    from concurrent.futures import Future
+
     import orjson
 
-    from twilio_studio.client import Parse, StudioClient
+    from twilio_studio.client import Attempt, Parse, StudioClient
 
     get = StudioClient.get
 
-    def hooked_get(self: StudioClient, url: str, what: str, parse: Parse = orjson.loads) -> dict[str, Any]:
+    def hooked_get(
+        self: StudioClient, url: str, what: str, parse: Parse = orjson.loads, first: Future[Attempt] | None = None
+    ) -> dict[str, Any]:
         if "/Engagements?" in url and nth("page") == 7:
-            wait_to_be_killed(point)
-        return get(self, url, what, parse)
+            wait_to_be_killed(point)  # before the 7th page is read (its request may be out already)
+        return get(self, url, what, parse, first)
 
     StudioClient.get = hooked_get  # type: ignore[method-assign]
 

@@ -1,0 +1,75 @@
+"""A walk requests its next page while it turns the current one into rows, and never a page too many.
+
+``StudioClient.pages(..., ahead=...)`` sends the request for ``meta.next_page_url`` as soon as a
+page is parsed; the walk's next step takes that answer (judged, and retried, as any other). Walks
+that may stop before the last page (``stop_at_ended_pages``) read without it.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.kit.studio import EmulatorFactory
+from twilio_studio.client import RetryPolicy, StudioClient
+from twilio_studio.emulator import Emulator
+
+PAGE = 10
+
+
+def client_of(emu: Emulator) -> StudioClient:
+    client = StudioClient(emu.base_url, emu.credentials.account_sid, emu.credentials.auth_token, max_concurrency=4)
+    client.retry = RetryPolicy(backoff_base=0.01)
+    return client
+
+
+def list_requests(emu: Emulator, flow: str) -> list[str]:
+    return [q for q in emu.stats.queries if q.startswith(f"/v1/Flows/{flow}/Engagements")]
+
+
+def flow_of(emu: Emulator) -> str:
+    return emu.dataset.flows[0].sid
+
+
+def test_the_next_page_is_requested_before_the_walk_asks_for_it(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(flows=1, engagements=3 * PAGE)
+    flow = flow_of(emu)
+    with ThreadPoolExecutor(2) as ahead:
+        pages = StudioClient.pages(client_of(emu), f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
+                                   {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
+        first = next(pages)
+        deadline = time.monotonic() + 10
+        while len(list_requests(emu, flow)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(list_requests(emu, flow)) == 2  # the second page's, sent while the first is in hand
+        rest = list(pages)
+    assert [len(first), *map(len, rest)] == [PAGE, PAGE, PAGE]
+    sids = [e["sid"] for e in first] + [e["sid"] for page in rest for e in page]
+    assert len(set(sids)) == 3 * PAGE
+    assert len(list_requests(emu, flow)) == 3  # each page requested once: the answer read ahead was used
+
+
+def test_a_walk_that_stops_reads_at_most_one_page_more(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(flows=1, engagements=5 * PAGE)
+    flow = flow_of(emu)
+    ahead = ThreadPoolExecutor(2)
+    pages = StudioClient.pages(client_of(emu), f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
+                               {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
+    next(pages)
+    pages.close()  # type: ignore[attr-defined]  # a generator, as the walk closes it
+    ahead.shutdown(wait=True)
+    assert len(list_requests(emu, flow)) <= 2
+
+
+def test_a_failed_answer_read_ahead_is_retried(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(flows=1, engagements=3 * PAGE)
+    flow = flow_of(emu)
+    client = client_of(emu)
+    with ThreadPoolExecutor(2) as ahead:
+        pages = StudioClient.pages(client, f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
+                                   {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
+        first = next(pages)
+        emu.inject("error", times=1, path_contains="/Engagements")  # the answer read ahead: a 500
+        rest = list(pages)
+    assert sum(map(len, [first, *rest])) == 3 * PAGE
+    assert len(list_requests(emu, flow)) == 4  # the second page twice
