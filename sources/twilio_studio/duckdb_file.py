@@ -11,6 +11,7 @@ loads into ``<pipeline_name>_data.duckdb`` instead, and the source refuses a cla
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def check_pipeline(pipeline: Any) -> None:
 # checkpoint_threshold). Every commit is in the WAL either way: a kill loses nothing that was loaded.
 _held: dict[int, Any] = {}  # per pipeline: the connection held through its load step
 _registered: set[int] = set()  # pipelines whose current run will hold
+_lock = threading.Lock()  # resources of one run may register at once (dlt's parallel extract)
 
 
 def hold_through_load(pipeline: Any) -> None:
@@ -103,14 +105,17 @@ def hold_through_load(pipeline: Any) -> None:
     from twilio_studio.runhooks import after_step, at_end_of_run, before_step, traced
 
     key = id(pipeline)
-    if key in _registered or not traced(pipeline):
-        return
     destination = getattr(pipeline, "destination", None)
-    if destination is None or getattr(destination, "destination_name", None) != "duckdb":
+    if not traced(pipeline) or destination is None or getattr(destination, "destination_name", None) != "duckdb":
         return
-    _registered.add(key)
+    with _lock:
+        if key in _registered:
+            return
+        _registered.add(key)
 
     def hold() -> None:
+        if key in _held:
+            return
         connection = _connect_like_dlt(pipeline)
         if connection is not None:
             _held[key] = connection
@@ -122,7 +127,8 @@ def hold_through_load(pipeline: Any) -> None:
 
     def forget() -> None:
         release()
-        _registered.discard(key)
+        with _lock:
+            _registered.discard(key)
 
     before_step(pipeline, "load", hold)
     after_step(pipeline, "load", release)
