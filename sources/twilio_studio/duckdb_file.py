@@ -100,7 +100,8 @@ def hold_through_load(pipeline: Any) -> None:
     """Keeps the pipeline's DuckDB file open through its load step (see ``_held``); once per run.
 
     Not for a connection the caller passed (dlt never closes that one), a read-only or in-memory
-    database, or an untraced pipeline (no step to hook).
+    database, credentials with ``statements`` (dlt runs them on every connection it opens, and an
+    ``ATTACH`` fails on a database still open), or an untraced pipeline (no step to hook).
     """
     from twilio_studio.runhooks import after_step, at_end_of_run, before_step, traced
 
@@ -143,8 +144,8 @@ def _connect_like_dlt(pipeline: Any) -> Any:
     """
     try:
         credentials = pipeline.destination_client().config.credentials
-        if credentials.external_conn() is not None or credentials.read_only:
-            return None
+        if credentials.external_conn() is not None or credentials.read_only or credentials.statements:
+            return None  # statements (ATTACH, CREATE SECRET) run on each connection dlt opens: once per database
         database = credentials._conn_str()  # what dlt's pool passes to duckdb.connect
     except Exception:  # unresolvable config: the load step reports it in dlt's words
         return None

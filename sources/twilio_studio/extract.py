@@ -217,9 +217,11 @@ class ListingWalker:
                 self.turns.end()
 
         walks = max(1, min(len(flow_sids), WALKS_PER_REQUEST_SLOT * self.max_concurrency))
-        with rare_gc_passes(), ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool, \
+        # the walks' pool last: it is shut down first, so no walk is left to use the other two
+        with rare_gc_passes(), \
                 ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="studio-context") as ctx_pool, \
-                ThreadPoolExecutor(walks, thread_name_prefix="studio-ahead") as ahead:  # fmt: skip
+                ThreadPoolExecutor(walks, thread_name_prefix="studio-ahead") as ahead, \
+                ThreadPoolExecutor(walks, thread_name_prefix="studio-flow") as pool:  # fmt: skip
             self._contexts = ctx_pool
             self._ahead = ahead
             futures = [pool.submit(walk, sid) for sid in flow_sids]

@@ -37,6 +37,14 @@ def wal_after_each_close(monkeypatch: pytest.MonkeyPatch, database: Path) -> lis
     return seen
 
 
+def test_closed_tells_an_open_file(tmp_path: Path) -> None:
+    database = tmp_path / "open.duckdb"
+    connection = duckdb.connect(str(database))
+    assert not closed(database)
+    connection.close()
+    assert closed(database)
+
+
 def closed(database: Path) -> bool:
     """Whether no connection of this process holds the file open (DuckDB refuses other config then)."""
     try:
@@ -67,7 +75,8 @@ def test_the_load_step_checkpoints_once_and_closes_the_file(
     # dlt closed a connection after each job, and the database stayed open (its WAL not yet checkpointed)
     assert len(seen) >= jobs and sum(seen) >= jobs - 1, seen
     assert duckdb_file._held == {} and id(pipeline) not in duckdb_file._registered
-    assert closed(database) and not Path(f"{database}.wal").exists()  # one checkpoint when the step ended
+    assert not Path(f"{database}.wal").exists()  # checkpointed once, when the step ended
+    assert closed(database)
     with pipeline.sql_client() as client:
         rows = client.execute_sql("SELECT count(*) FROM engagements")
     assert rows == [(60,)]
@@ -92,8 +101,17 @@ def test_a_failed_load_step_closes_the_file_too(
 
     monkeypatch.setattr(DuckDbCopyJob, "run", run)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    opened: list[Any] = []
+    connect = duckdb_file._connect_like_dlt
+
+    def spy(p: Any) -> Any:
+        opened.append(connect(p))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
     with pytest.raises(PipelineStepFailed):
         pipeline.run(make_source(emu.base_url))
+    assert len(opened) == 1 and opened[0] is not None  # held during the step that failed
     assert duckdb_file._held == {} and id(pipeline) not in duckdb_file._registered
     assert closed(database)
 
@@ -121,3 +139,29 @@ def test_a_connection_the_user_passed_is_theirs(
     assert opened == [None]  # nothing held beside the user's connection: dlt never closes that one
     assert connection.execute("SELECT count(*) FROM studio.engagements").fetchall() == [(10,)]
     connection.close()
+
+
+def test_credentials_with_statements_are_loaded_as_dlt_loads_them(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    emu = emulator_factory(flows=1, engagements=10)
+    database = tmp_path / "attached.duckdb"
+    # dlt runs statements on every connection it opens: an ATTACH fails on a database still open
+    credentials = DuckDbCredentials(str(database), statements=["ATTACH ':memory:' AS scratch"])
+    pipeline = dlt.pipeline(
+        "attached", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(credentials)
+    )
+    opened: list[Any] = []
+    connect = duckdb_file._connect_like_dlt
+
+    def spy(p: Any) -> Any:
+        opened.append(connect(p))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
+    pipeline.run(make_source(emu.base_url))
+    assert opened == [None]
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT count(*) FROM engagements") == [(10,)]

@@ -2,13 +2,18 @@
 
 ``StudioClient.pages(..., ahead=...)`` sends the request for ``meta.next_page_url`` as soon as a
 page is parsed; the walk's next step takes that answer (judged, and retried, as any other). Walks
-that may stop before the last page (``stop_at_ended_pages``) read without it.
+that may stop before the last page (``stop_at_ended_pages``) read without it: the request counts of
+tests/source/test_stop_at_ended.py hold only then.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
 
 from tests.kit.studio import EmulatorFactory
 from twilio_studio.client import RetryPolicy, StudioClient
@@ -38,9 +43,7 @@ def test_the_next_page_is_requested_before_the_walk_asks_for_it(emulator_factory
         pages = StudioClient.pages(client_of(emu), f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
                                    {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
         first = next(pages)
-        deadline = time.monotonic() + 10
-        while len(list_requests(emu, flow)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        served(emu, flow, 2)
         assert len(list_requests(emu, flow)) == 2  # the second page's, sent while the first is in hand
         rest = list(pages)
     assert [len(first), *map(len, rest)] == [PAGE, PAGE, PAGE]
@@ -49,27 +52,49 @@ def test_the_next_page_is_requested_before_the_walk_asks_for_it(emulator_factory
     assert len(list_requests(emu, flow)) == 3  # each page requested once: the answer read ahead was used
 
 
-def test_a_walk_that_stops_reads_at_most_one_page_more(emulator_factory: EmulatorFactory) -> None:
+def served(emu: Emulator, flow: str, count: int) -> None:
+    """Waits (10 s at most) until the emulator has answered ``count`` list requests of the flow."""
+    deadline = time.monotonic() + 10
+    while len(list_requests(emu, flow)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_walk_that_stops_reads_one_page_more_and_no_further(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(flows=1, engagements=5 * PAGE)
     flow = flow_of(emu)
     ahead = ThreadPoolExecutor(2)
     pages = StudioClient.pages(client_of(emu), f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
                                {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
     next(pages)
+    served(emu, flow, 2)
     pages.close()  # type: ignore[attr-defined]  # a generator, as the walk closes it
     ahead.shutdown(wait=True)
-    assert len(list_requests(emu, flow)) <= 2
+    time.sleep(0.2)
+    assert len(list_requests(emu, flow)) == 2  # the page read ahead, never the one after it
 
 
-def test_a_failed_answer_read_ahead_is_retried(emulator_factory: EmulatorFactory) -> None:
+def test_a_failed_answer_read_ahead_is_retried(
+    emulator_factory: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     emu = emulator_factory(flows=1, engagements=3 * PAGE)
     flow = flow_of(emu)
     client = client_of(emu)
-    with ThreadPoolExecutor(2) as ahead:
+    attempts: list[tuple[str, str]] = []  # (thread, URL) of each request sent
+    original = StudioClient._attempt
+
+    def spy(self: StudioClient, url: str) -> Any:
+        attempts.append((threading.current_thread().name, url))
+        return original(self, url)
+
+    monkeypatch.setattr(StudioClient, "_attempt", spy)
+    with ThreadPoolExecutor(2, thread_name_prefix="ahead") as ahead:
         pages = StudioClient.pages(client, f"/v1/Flows/{flow}/Engagements", "engagements", "flow",
                                    {"PageSize": PAGE}, ahead=ahead)  # fmt: skip
         first = next(pages)
-        emu.inject("error", times=1, path_contains="/Engagements")  # the answer read ahead: a 500
+        served(emu, flow, 2)  # the second page is in; the third is requested ahead when it is parsed
+        emu.inject("error", times=1, path_contains="/Engagements")  # that request's answer: a 500
         rest = list(pages)
     assert sum(map(len, [first, *rest])) == 3 * PAGE
-    assert len(list_requests(emu, flow)) == 4  # the second page twice
+    assert len(list_requests(emu, flow)) == 4  # the third page twice
+    third = [thread for thread, url in attempts if url == attempts[-1][1]]
+    assert len(third) == 2 and third[0].startswith("ahead") and third[1] == "MainThread"
