@@ -37,6 +37,19 @@ def wal_after_each_close(monkeypatch: pytest.MonkeyPatch, database: Path) -> lis
     return seen
 
 
+def held_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each hold of the run opened beside dlt's connection (None: nothing held)."""
+    opened: list[Any] = []
+    connect = duckdb_file._connect_like_dlt
+
+    def spy(p: Any) -> Any:
+        opened.append(connect(p))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
+    return opened
+
+
 def test_closed_tells_an_open_file(tmp_path: Path) -> None:
     database = tmp_path / "open.duckdb"
     connection = duckdb.connect(str(database))
@@ -101,14 +114,7 @@ def test_a_failed_load_step_closes_the_file_too(
 
     monkeypatch.setattr(DuckDbCopyJob, "run", run)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
-    opened: list[Any] = []
-    connect = duckdb_file._connect_like_dlt
-
-    def spy(p: Any) -> Any:
-        opened.append(connect(p))
-        return opened[-1]
-
-    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
+    opened = held_connections(monkeypatch)
     with pytest.raises(PipelineStepFailed):
         pipeline.run(make_source(emu.base_url))
     assert len(opened) == 1 and opened[0] is not None  # held during the step that failed
@@ -121,20 +127,13 @@ def test_a_connection_the_user_passed_is_theirs(
 ) -> None:
     emu = emulator_factory(flows=1, engagements=10)
     connection = duckdb.connect(str(tmp_path / "theirs.duckdb"))
-    opened: list[Any] = []
+    opened = held_connections(monkeypatch)
     pipeline = dlt.pipeline(
         "theirs",
         pipelines_dir=str(tmp_path / "p"),
         destination=dlt.destinations.duckdb(connection),
         dataset_name="studio",
     )
-    original = duckdb_file._connect_like_dlt
-
-    def spy(p: Any) -> Any:
-        opened.append(original(p))
-        return opened[-1]
-
-    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
     pipeline.run(make_source(emu.base_url))
     assert opened == [None]  # nothing held beside the user's connection: dlt never closes that one
     assert connection.execute("SELECT count(*) FROM studio.engagements").fetchall() == [(10,)]
@@ -153,14 +152,7 @@ def test_credentials_with_statements_are_loaded_as_dlt_loads_them(
     pipeline = dlt.pipeline(
         "attached", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(credentials)
     )
-    opened: list[Any] = []
-    connect = duckdb_file._connect_like_dlt
-
-    def spy(p: Any) -> Any:
-        opened.append(connect(p))
-        return opened[-1]
-
-    monkeypatch.setattr(duckdb_file, "_connect_like_dlt", spy)
+    opened = held_connections(monkeypatch)
     pipeline.run(make_source(emu.base_url))
     assert opened == [None]
     with pipeline.sql_client() as client:
