@@ -162,10 +162,23 @@ class Writes:
             return None
         return run
 
-    def view(self, script: Script, now: datetime, flow_address: str | None = None) -> EngagementView:
-        """The run at ``now``: the dataset's view, cut where UpdateExecution ended it."""
-        with self._lock:
-            ended = self._ended.get(script.sid)
+    def view(
+        self,
+        script: Script,
+        now: datetime,
+        flow_address: str | None = None,
+        ended_at: dict[str, datetime] | None = None,
+    ) -> EngagementView:
+        """The run at ``now``: the dataset's view, cut where UpdateExecution ended it.
+
+        ``ended_at`` is a listing's copy of the ended runs, taken once per page: a lock taken for each of a
+        page's 1,000 runs made the server's threads queue on it (a lock convoy) when clients read pages at once.
+        """
+        if ended_at is None:
+            with self._lock:
+                ended = self._ended.get(script.sid)
+        else:
+            ended = ended_at.get(script.sid)
         cut = ended if ended is not None and ended < script.ends_at else None
         if cut is not None:
             script = replace(
@@ -188,6 +201,7 @@ class Writes:
         with self._lock:
             created = sorted(self._by_key.get(flow.sid, {}).items())
             deleted = set(self._deleted)
+            ended = dict(self._ended)
 
         def visible(run: Created) -> bool:
             at = run.script.date_created
@@ -198,9 +212,9 @@ class Writes:
 
         def render(key: int) -> EngagementView:
             if key % SLOTS == 0:
-                return self.view(d.script(flow, key // SLOTS), now)
+                return self.view(d.script(flow, key // SLOTS), now, ended_at=ended)
             run = runs[key]
-            return self.view(run.script, now, run.flow_address)
+            return self.view(run.script, now, run.flow_address, ended)
 
         def keep(key: int) -> bool:
             return key % SLOTS != 0 or d.engagement_sid(flow, key // SLOTS) not in deleted
