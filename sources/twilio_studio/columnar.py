@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from twilio_studio.context import strip_nul
+from twilio_studio.destinations import destination_kind
 from twilio_studio.flatten import ChildColumns
 
 logger = logging.getLogger("twilio_studio")
@@ -298,12 +299,12 @@ EXACT_FILE_FORMATS = {"postgres": "insert_values"}
 ROW_FILE_FORMATS = {**EXACT_FILE_FORMATS, "duckdb": "parquet"}
 
 
-def _destination_name() -> str | None:
+def _destination_kind() -> str | None:
     try:
         destination = dlt.current.pipeline().destination
     except Exception:  # iterated outside a pipeline: nothing is loaded
         return None
-    return str(destination.destination_name) if destination is not None else None
+    return destination_kind(destination)
 
 
 def exact_file_format() -> str | None:
@@ -311,7 +312,7 @@ def exact_file_format() -> str | None:
 
     Set as a table hint, it wins over ``pipeline.run(loader_file_format=...)``.
     """
-    return EXACT_FILE_FORMATS.get(_destination_name() or "")
+    return EXACT_FILE_FORMATS.get(_destination_kind() or "")
 
 
 def row_file_format() -> dict[str, Any]:
@@ -319,5 +320,5 @@ def row_file_format() -> dict[str, Any]:
 
     ``{}`` where dlt's choice stands; a hint wins over ``pipeline.run(loader_file_format=...)``.
     """
-    file_format = ROW_FILE_FORMATS.get(_destination_name() or "")
+    file_format = ROW_FILE_FORMATS.get(_destination_kind() or "")
     return {"file_format": file_format} if file_format else {}

@@ -27,6 +27,7 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 
 from twilio_studio import account_report, twilio_studio_source
 from twilio_studio.accounts import accounts_of
+from twilio_studio.destinations import destination_kind
 from twilio_studio.settings import DEFAULT_ACCOUNTS_BASE_URL
 
 __all__ = ["account_partitions", "twilio_studio_assets"]
@@ -125,7 +126,7 @@ def twilio_studio_assets(
         account = context.partition_key
         source = twilio_studio_source(**options, subaccounts=[account]).with_resources(*resources)
         pipeline = pipeline_of(account)
-        if pipeline.destination.destination_name == "duckdb":
+        if destination_kind(pipeline.destination) == "duckdb":
             _load_in_turn(pipeline)
         with account_report() as report:
             # dagster-dlt runs the pipeline as its events are read: read them all, then decide

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twilio_studio.client import ConfigurationError
+from twilio_studio.destinations import destination_kind
 
 DEFAULT_FILE_SUFFIX = "_data.duckdb"
 
@@ -107,7 +108,7 @@ def hold_through_load(pipeline: Any) -> None:
 
     key = id(pipeline)
     destination = getattr(pipeline, "destination", None)
-    if not traced(pipeline) or destination is None or getattr(destination, "destination_name", None) != "duckdb":
+    if not traced(pipeline) or destination_kind(destination) != "duckdb":
         return
     with _lock:
         if key in _registered:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from twilio_studio.destinations import config_key, destination_kind
 from twilio_studio.duckdb_file import hold_through_load
 from twilio_studio.runhooks import at_end_of_run, before_step, traced
 
@@ -98,7 +99,10 @@ def few_malloc_arenas() -> bool:
 # A value the user configured always wins.
 DUCKDB_SETTINGS: dict[str, Any] = {"memory_limit": "192MB", "preserve_insertion_order": False}
 DUCKDB_MERGE_SETTINGS: dict[str, Any] = {"memory_limit": "512MB", "preserve_insertion_order": False}
-DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
+# dlt's config path of DuckDB's settings for a destination named "duckdb" (a DuckDB destination named
+# otherwise reads destination.<its name>.credentials.global_config: destinations.config_key)
+GLOBAL_CONFIG = "credentials.global_config"
+DUCKDB_GLOBAL_CONFIG = f"destination.duckdb.{GLOBAL_CONFIG}"
 # dlt's loader runs up to 20 jobs at once, each on a DuckDB connection of its own: under one cap the
 # five Parquet inserts of a full load then took 1.3-1.6x as long as one after another (each insert
 # uses all of DuckDB's threads anyway; BENCHMARKS.md). One at a time, unless the user set it.
@@ -131,7 +135,8 @@ def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
     Gives the pipeline's DuckDB destination DUCKDB_SETTINGS (DUCKDB_MERGE_SETTINGS when a resource of
     the run ``merges``) and one load job at a time for this run's load step, each unless the user
     configured it (``destination.duckdb.credentials.global_config``, env var
-    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG``; ``load.workers``, env var ``LOAD__WORKERS``).
+    ``DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG``, with the destination's own name in place of
+    ``duckdb`` for a DuckDB destination named otherwise; ``load.workers``, env var ``LOAD__WORKERS``).
 
     Set in dlt's in-memory secrets and config, where the duckdb destination and the loader read them
     when the load step starts (the same for ``pipeline.run(source)`` and ``twilio-studio run``), and
@@ -140,14 +145,15 @@ def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
     import dlt
 
     destination = pipeline.destination
-    if destination is None or destination.destination_name != "duckdb":
+    if destination_kind(destination) != "duckdb":
         return False
+    global_config = config_key(destination, GLOBAL_CONFIG)
     key = id(pipeline)
     if key not in _ours:
         if dlt.config.get(LOAD_WORKERS) is None:
             dlt.config[LOAD_WORKERS] = 1
             at_end_of_run(pipeline, lambda: dlt.config.__setitem__(LOAD_WORKERS, None))
-        if dlt.secrets.get(DUCKDB_GLOBAL_CONFIG) is not None:
+        if dlt.secrets.get(global_config) is not None:
             _ours[key] = {}  # the user's: never ours to change
 
             def forget() -> None:
@@ -158,12 +164,12 @@ def bounded_duckdb(pipeline: Any, merges: bool) -> bool:
 
         def take_back() -> None:
             _ours.pop(key, None)
-            dlt.secrets[DUCKDB_GLOBAL_CONFIG] = None
+            dlt.secrets[global_config] = None
 
         at_end_of_run(pipeline, take_back)
     if _ours.get(key) == {}:
         return False
     settings = DUCKDB_MERGE_SETTINGS if merges or _ours.get(key) is DUCKDB_MERGE_SETTINGS else DUCKDB_SETTINGS
     _ours[key] = settings
-    dlt.secrets[DUCKDB_GLOBAL_CONFIG] = dict(settings)
+    dlt.secrets[global_config] = dict(settings)
     return True

@@ -26,12 +26,16 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-def postgres_pipeline(tmp_path: Path, prefix: str = "ts") -> Any:
-    """A pipeline into a dataset of its own (``<prefix>_<random>``); drop it with ``drop_dataset``."""
+def postgres_pipeline(tmp_path: Path, prefix: str = "ts", destination_name: str | None = None) -> Any:
+    """A pipeline into a dataset of its own (``<prefix>_<random>``); drop it with ``drop_dataset``.
+
+    ``destination_name`` names the destination as a user's dlt config may (dlt's default: ``postgres``).
+    """
     dataset = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    named: dict[str, Any] = {"destination_name": destination_name} if destination_name else {}
     return dlt.pipeline(
         pipeline_name=f"pg_{dataset}",
-        destination=dlt.destinations.postgres(credentials=postgres_url()),
+        destination=dlt.destinations.postgres(credentials=postgres_url(), **named),
         dataset_name=dataset,
         pipelines_dir=str(tmp_path / "pg_pipelines"),
     )
@@ -47,8 +51,8 @@ def drop_dataset(pipeline: Any) -> None:
 class PgLoaded:
     """A pipeline loading into its own PostgreSQL dataset, with a query helper (``{ds}`` is the dataset)."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.pipeline = postgres_pipeline(tmp_path)
+    def __init__(self, tmp_path: Path, destination_name: str | None = None) -> None:
+        self.pipeline = postgres_pipeline(tmp_path, destination_name=destination_name)
         self.dataset = self.pipeline.dataset_name
 
     def run(self, source: Any) -> dict[str, int]:

@@ -6,6 +6,7 @@ it these tests skip on a developer's machine, and fail under CI=true.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,6 +117,26 @@ def test_empty_strings_stay_empty_whatever_loader_format_the_user_asks_for(
     emu = emulator_factory(flows=2, engagements=60)
     kwargs = {"loader_file_format": loader_file_format} if loader_file_format else {}
     pg.pipeline.run(make_source(emu.base_url), **kwargs)
+    assert_no_blank_became_null(pg)
+
+
+def test_empty_strings_stay_empty_in_a_postgres_destination_of_another_name(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # a warehouse named in dlt's config ([destination.warehouse] destination_type = "postgres") is
+    # still PostgreSQL: its loader files must be the exact ones too
+    emu = emulator_factory(flows=2, engagements=60)
+    pg = PgLoaded(tmp_path, destination_name="warehouse")
+    try:
+        assert pg.pipeline.destination.destination_name == "warehouse"
+        pg.pipeline.run(make_source(emu.base_url))
+        assert_no_blank_became_null(pg)
+    finally:
+        pg.drop()
+
+
+def assert_no_blank_became_null(pg: PgLoaded) -> None:
+    """Plain flow data (``path`` '') is there, and no ``path`` was loaded as NULL."""
     blank, null = pg.sql(
         "SELECT count(*) FILTER (WHERE path = ''), count(*) FILTER (WHERE path IS NULL) "
         "FROM {ds}.engagements__flow_data"

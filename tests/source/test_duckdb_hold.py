@@ -67,15 +67,23 @@ def closed(database: Path) -> bool:
     return True
 
 
-@pytest.mark.parametrize("path", ["library", "cli"])
+@pytest.mark.parametrize(
+    ("path", "destination_name"),
+    [("library", None), ("cli", None), ("library", "local")],
+    ids=["library", "cli", "library_named_destination"],
+)
 def test_the_load_step_checkpoints_once_and_closes_the_file(
-    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+    emulator_factory: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    destination_name: str | None,
 ) -> None:
     emu = emulator_factory(flows=2, engagements=30)
     database = tmp_path / "held.duckdb"
-    pipeline = dlt.pipeline(
-        "held", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(str(database))
-    )
+    named: dict[str, Any] = {"destination_name": destination_name} if destination_name else {}
+    destination = dlt.destinations.duckdb(str(database), **named)
+    pipeline = dlt.pipeline("held", pipelines_dir=str(tmp_path / "p"), destination=destination)
     seen = wal_after_each_close(monkeypatch, database)
     if path == "library":
         pipeline.run(make_source(emu.base_url))  # README's Python example: dlt's defaults

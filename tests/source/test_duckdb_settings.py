@@ -16,7 +16,7 @@ from twilio_studio.memory import DUCKDB_GLOBAL_CONFIG, DUCKDB_MERGE_SETTINGS, DU
 ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 
 
-def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
+def settings_seen_by_the_load(tmp_path: Path, emu: Emulator, destination_name: str | None = None) -> dict[str, str]:
     """The memory_limit and preserve_insertion_order of the load step's DuckDB connection.
 
     Read from DuckDB itself, on the last connection ``pipeline.run`` opened.
@@ -36,9 +36,9 @@ def settings_seen_by_the_load(tmp_path: Path, emu: Emulator) -> dict[str, str]:
         )
         return conn
 
-    pipeline = dlt.pipeline(
-        "settings", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(str(tmp_path / "s.duckdb"))
-    )
+    named: dict[str, Any] = {"destination_name": destination_name} if destination_name else {}
+    destination = dlt.destinations.duckdb(str(tmp_path / "s.duckdb"), **named)
+    pipeline = dlt.pipeline("settings", pipelines_dir=str(tmp_path / "p"), destination=destination)
     DuckDbSqlClient.open_connection = spy  # type: ignore[method-assign]
     try:
         pipeline.run(make_source(emu.base_url))
@@ -71,6 +71,28 @@ def test_the_load_step_gets_the_cap(emulator_factory: EmulatorFactory, tmp_path:
     seen = settings_seen_by_the_load(tmp_path, emu)
     assert seen == {"memory_limit": "183.1 mib", "preserve_insertion_order": "false"}
     assert DUCKDB_SETTINGS["memory_limit"] == "192MB"  # 192 MB is 183.1 MiB (a first load only appends)
+
+
+def test_a_duckdb_destination_named_otherwise_gets_the_cap_in_its_own_section(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dlt reads a destination named "local" from destination.local.*: the cap must be set there
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("DESTINATION__LOCAL__CREDENTIALS__GLOBAL_CONFIG", raising=False)
+    emu = emulator_factory(flows=1, engagements=20)
+    seen = settings_seen_by_the_load(tmp_path, emu, destination_name="local")
+    assert seen == {"memory_limit": "183.1 mib", "preserve_insertion_order": "false"}
+    assert dlt.secrets.get("destination.local.credentials.global_config") is None, "the cap must end with the run"
+
+
+def test_a_value_the_user_configured_for_a_named_duckdb_destination_wins(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("DESTINATION__LOCAL__CREDENTIALS__GLOBAL_CONFIG", json.dumps({"memory_limit": "1GB"}))
+    emu = emulator_factory(flows=1, engagements=20)
+    seen = settings_seen_by_the_load(tmp_path, emu, destination_name="local")
+    assert seen == {"memory_limit": "953.6 mib", "preserve_insertion_order": "true"}
 
 
 def test_a_run_that_merges_gets_more_room(
