@@ -36,17 +36,27 @@ def snapshot(pg: PgLoaded, schema: str) -> dict[str, Counter[tuple[str, ...]]]:
 
 
 def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
-    hits = []
+    """Every text or JSON column, of the dataset and its staging dataset, that holds one of ``needles``.
+
+    One query per table (a count per column and needle), on one connection.
+    """
     columns = pg.sql(
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
         f"WHERE table_schema IN ('{pg.dataset}', '{pg.dataset}_staging') "
         "AND data_type IN ('text', 'character varying', 'jsonb', 'json')"
     )
+    by_table: dict[tuple[str, str], list[str]] = {}
     for schema, table, column in columns:
-        for needle in needles:
-            query = f"""SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}"::text LIKE '%%{needle}%%'"""
-            if pg.sql(query)[0][0]:
-                hits.append(f"{schema}.{table}.{column}")
+        by_table.setdefault((schema, table), []).append(column)
+    hits = []
+    with pg.pipeline.sql_client() as client:
+        for (schema, table), names in sorted(by_table.items()):
+            checks = [(column, needle) for column in names for needle in needles]
+            counts = ", ".join(
+                f"""count(*) FILTER (WHERE "{column}"::text LIKE '%%{needle}%%')""" for column, needle in checks
+            )
+            row = client.execute_sql(f'SELECT {counts} FROM "{schema}"."{table}"')[0]
+            hits += sorted({f"{schema}.{table}.{column}" for (column, _), n in zip(checks, row) if n})
     return hits
 
 
