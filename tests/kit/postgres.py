@@ -54,6 +54,7 @@ class PgLoaded:
     def __init__(self, tmp_path: Path, destination_name: str | None = None) -> None:
         self.pipeline = postgres_pipeline(tmp_path, destination_name=destination_name)
         self.dataset = self.pipeline.dataset_name
+        self._client: Any = None  # one connection for all of a test's queries (see sql)
 
     def run(self, source: Any) -> dict[str, int]:
         """Runs the pipeline with dlt's defaults, as a library user runs it; the rows written per table."""
@@ -62,10 +63,20 @@ class PgLoaded:
         return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
-        """The rows of ``query`` with ``{ds}`` replaced by the dataset's name."""
-        with self.pipeline.sql_client() as client:
-            return [tuple(r) for r in client.execute_sql(query.replace("{ds}", self.dataset))]
+        """The rows of ``query`` with ``{ds}`` replaced by the dataset's name.
+
+        On one dlt SQL client kept open until ``drop`` (autocommit: each query sees what is committed), so
+        that a test reading every column does not open a PostgreSQL connection per query.
+        """
+        if self._client is None:
+            client = self.pipeline.sql_client()
+            client.open_connection()
+            self._client = client
+        return [tuple(r) for r in self._client.execute_sql(query.replace("{ds}", self.dataset)) or []]
 
     def drop(self) -> None:
-        """Drops the dataset (and its staging dataset)."""
+        """Closes the query connection, then drops the dataset (and its staging dataset)."""
+        if self._client is not None:
+            self._client.close_connection()
+            self._client = None
         drop_dataset(self.pipeline)

@@ -56,7 +56,7 @@ def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
                 f"""count(*) FILTER (WHERE "{column}"::text LIKE '%%{needle}%%')""" for column, needle in checks
             )
             row = client.execute_sql(f'SELECT {counts} FROM "{schema}"."{table}"')[0]
-            hits += sorted({f"{schema}.{table}.{column}" for (column, _), n in zip(checks, row) if n})
+            hits += sorted({f"{schema}.{table}.{column}" for (column, _), n in zip(checks, row, strict=True) if n})
     return hits
 
 
