@@ -162,3 +162,34 @@ class DynamicStudio(LoopbackServer):
 def routes(table: dict[str, Answer]) -> Callable[[str], Answer]:
     """A ``respond`` answering exact paths (with query) from ``table``, 404 otherwise."""
     return lambda path: table.get(path, Answer(404, {"code": 20404, "status": 404}))
+
+
+class ForwardProxy(LoopbackServer):
+    """An HTTP forward proxy on loopback (``HTTP_PROXY=<base_url>``): relays each request, notes its URL.
+
+    A client using it sends the absolute URL (``GET http://host:port/path``); the proxy makes the same
+    request itself (never through a proxy) and relays the answer.
+    """
+
+    def __init__(self) -> None:
+        import requests
+
+        self.seen: list[str] = []
+        outer = self
+        upstream = requests.Session()
+        upstream.trust_env = False  # the proxy's own requests must not come back to it
+        lock = threading.Lock()
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    outer.seen.append(self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
+                answer = upstream.get(self.path, headers=headers, timeout=30, allow_redirects=False)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.start_serving(Handler)
