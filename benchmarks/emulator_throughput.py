@@ -12,7 +12,8 @@ the emulator's CPU seconds (from ``/proc``, Linux); then ``--walkers`` flows wal
 a connection of its own, as the source walks them (the same engagements in all): the emulator's CPU
 per 1,000 engagements in both, so what serving pages at once costs the server shows apart from the
 client. Last, small-page requests per second, which exposes per-request overhead (e.g. Nagle's
-algorithm delaying small answers by ~40 ms).
+algorithm delaying small answers by ~40 ms), and the source's client's own CPU per small request,
+as it is and with requests reading the proxy variables at every request (its default).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import requests
 
+from twilio_studio.client import StudioClient
 from twilio_studio.emulator import Credentials
 
 SERVER = """
@@ -135,13 +137,28 @@ def main() -> int:
                     f"{at_once:.3f} s {len(urls)} at once ({at_once / sequential_cpu:.2f}x)"
                 )
 
+        small = f"{url}?PageSize=1"
         t0 = time.perf_counter()
         for _ in range(args.small_requests):
-            session.get(url, params={"PageSize": "1"}, timeout=10).raise_for_status()
+            session.get(small, timeout=10).raise_for_status()
         elapsed = time.perf_counter() - t0
         print(
             f"small pages: {args.small_requests / elapsed:,.0f} requests/s "
             f"({elapsed / args.small_requests * 1000:.2f} ms each, PageSize=1)"
+        )
+        # the source's client's own CPU per request: as it is (the environment read once per session),
+        # then with requests reading the proxy variables at every request again (trust_env)
+        client, n = StudioClient(base_url, credentials.account_sid, credentials.auth_token), args.small_requests
+        cpu_ms: list[float] = []
+        for trust_env in (False, True, False, True):
+            client._session().trust_env = trust_env
+            c0 = time.process_time()
+            for _ in range(n):
+                client.get(small, "small page")
+            cpu_ms.append((time.process_time() - c0) / n * 1000)
+        print(
+            f"client CPU per small request (StudioClient): {min(cpu_ms[0::2]):.2f} ms with the environment "
+            f"read once, {min(cpu_ms[1::2]):.2f} ms read at every request (best of two each)"
         )
     finally:
         if server.stdin is not None:
