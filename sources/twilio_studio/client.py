@@ -179,8 +179,9 @@ def _error_code(content: bytes) -> int | None:
 
 
 Parse = Callable[[bytes], Any]  # a response body's bytes to JSON (StudioClient.get's ``parse``)
-# one request's outcome: the response and its whole body, or no response and the reason to retry
-Attempt = tuple["requests.Response | None", bytes, str]
+# one request's outcome: the response and its whole body, or no response and the reason to retry; and
+# when it ended (time.monotonic())
+Attempt = tuple["requests.Response | None", bytes, str, float]
 
 
 def _page_tokens(url: str) -> list[str]:
@@ -292,7 +293,9 @@ class StudioClient:
 
         ``parse`` turns a complete body into JSON (``extract.ParseTurns.parse`` waits for the walk's
         turn first); a body it cannot parse is retried like a cut-short one. ``first``: the first
-        attempt, already sent (``pages`` reads the next page ahead); its answer is judged as any other.
+        attempt, already sent (``pages`` reads the next page ahead); its answer is judged as any other, and
+        the wait before its retry counts from when it came (a Retry-After of 1 s read 0.8 s later leaves
+        0.2 s to wait).
         """
         self.check_same_origin(url, what)
         path = urlsplit(url).path
@@ -301,9 +304,9 @@ class StudioClient:
         for attempt in range(1, policy.max_attempts + 1):
             retry_after: float | None = None
             if attempt == 1 and first is not None:
-                response, content, reason = first.result()
+                response, content, reason, ended = first.result()
             else:
-                response, content, reason = self._attempt(url)
+                response, content, reason, ended = self._attempt(url)
             if response is not None:
                 status = response.status_code
                 if status == 200:
@@ -319,7 +322,8 @@ class StudioClient:
                 else:
                     raise self._fatal(response, content, path, what)
             if attempt < policy.max_attempts:
-                wait = policy.delay(attempt, retry_after)
+                # the wait runs from the answer: a read-ahead answer may have waited for its walk
+                wait = max(0.0, policy.delay(attempt, retry_after) - (time.monotonic() - ended))
                 logger.warning(
                     "%s: GET %s failed with %s; retry %d of %d in %.1f s",
                     what, path, reason, attempt, policy.max_attempts - 1, wait,
@@ -351,7 +355,7 @@ class StudioClient:
             response = None
         finally:
             self.limit.release(throttled=response is not None and response.status_code == 429)
-        return response, content, reason
+        return response, content, reason, time.monotonic()
 
     @staticmethod
     def _read(response: requests.Response, timeout: float) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.kit.loopback import Answer, DynamicStudio, engagement, page
 from tests.kit.studio import EmulatorFactory
 from twilio_studio.client import RetryPolicy, StudioClient
 from twilio_studio.emulator import Emulator
@@ -98,3 +99,29 @@ def test_a_failed_answer_read_ahead_is_retried(
     assert len(list_requests(emu, flow)) == 4  # the third page twice
     third = [thread for thread, url in attempts if url == attempts[-1][1]]
     assert len(third) == 2 and third[0].startswith("ahead") and third[1] == "MainThread"
+
+
+def test_a_429_read_ahead_waits_its_retry_after_from_when_it_came() -> None:
+    # Retry-After: 2 answered to the request read ahead; the walk takes 1.5 s over the page before it
+    # asks for the next one: 0.5 s of the wait are left, not 2 s (the backoff's jitter is 0.01 s at most)
+    flow = "FW" + "f" * 32
+    answers = iter([Answer(429, {"code": 20429, "status": 429}, {"Retry-After": "2"})])
+
+    def respond(path: str) -> Answer:
+        if "PageToken=p2" not in path:
+            return Answer(200, page("engagements", [engagement(flow, 1)], "{base}/v1/Flows/" + flow
+                                    + "/Engagements?PageSize=1&Page=1&PageToken=p2"))  # fmt: skip
+        return next(answers, None) or Answer(200, page("engagements", [engagement(flow, 2)], None))
+
+    with DynamicStudio(respond) as studio, ThreadPoolExecutor(1, thread_name_prefix="ahead") as ahead:
+        client = StudioClient(studio.base_url, "AC" + "a" * 32, "token")
+        client.retry = RetryPolicy(backoff_base=0.01)
+        pages = client.pages(f"/v1/Flows/{flow}/Engagements", "engagements", "flow", {"PageSize": 1}, ahead=ahead)
+        first = next(pages)
+        time.sleep(1.5)  # the walk's work on the first page; the page read ahead was answered 429 meanwhile
+        started = time.monotonic()
+        rest = list(pages)
+        waited = time.monotonic() - started
+    assert [e["sid"] for e in [*first, *rest[0]]] == [f"FN{1:032x}", f"FN{2:032x}"]
+    assert [seen.path.count("PageToken=p2") for seen in studio.requests] == [0, 1, 1]  # the 429, then its retry
+    assert 0.4 <= waited < 1.5, waited  # the 0.5 s left of Retry-After (2 s had it counted from now)
