@@ -38,7 +38,7 @@ def snapshot(pg: PgLoaded, schema: str) -> dict[str, Counter[tuple[str, ...]]]:
 def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
     """Every text or JSON column, of the dataset and its staging dataset, that holds one of ``needles``.
 
-    One query per table (a count per column and needle), on one connection.
+    One query per table (a count per column and needle), on PgLoaded's one connection.
     """
     columns = pg.sql(
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
@@ -49,14 +49,13 @@ def cells_with(pg: PgLoaded, needles: list[str]) -> list[str]:
     for schema, table, column in columns:
         by_table.setdefault((schema, table), []).append(column)
     hits = []
-    with pg.pipeline.sql_client() as client:
-        for (schema, table), names in sorted(by_table.items()):
-            checks = [(column, needle) for column in names for needle in needles]
-            counts = ", ".join(
-                f"""count(*) FILTER (WHERE "{column}"::text LIKE '%%{needle}%%')""" for column, needle in checks
-            )
-            row = client.execute_sql(f'SELECT {counts} FROM "{schema}"."{table}"')[0]
-            hits += sorted({f"{schema}.{table}.{column}" for (column, _), n in zip(checks, row, strict=True) if n})
+    for (schema, table), names in sorted(by_table.items()):
+        checks = [(column, needle) for column in names for needle in needles]
+        counts = ", ".join(
+            f"""count(*) FILTER (WHERE "{column}"::text LIKE '%%{needle}%%')""" for column, needle in checks
+        )
+        row = pg.sql(f'SELECT {counts} FROM "{schema}"."{table}"')[0]
+        hits += sorted({f"{schema}.{table}.{column}" for (column, _), n in zip(checks, row, strict=True) if n})
     return hits
 
 
