@@ -200,8 +200,8 @@ class SharedLimit:
     def limit(self) -> int:
         return self.account.limit
 
-    def acquire(self) -> None:
-        self.account.acquire()
+    def acquire(self, ahead: bool = False) -> None:
+        self.account.acquire(ahead)  # a read-ahead waits behind the account's other requests
         try:
             self.run.acquire()
         except BaseException:

@@ -80,6 +80,7 @@ class AdaptiveLimit:
         self._clean = 0
         self._cond = threading.Condition()
         self._waiting: collections.deque[object] = collections.deque()
+        self._ahead: collections.deque[object] = collections.deque()  # read-aheads, behind _waiting
         self.requests = 0  # attempts ended, answered or not: read by progress (twilio_studio.watch)
         self.throttled = 0  # of them answered 429
         watch_limit(self)
@@ -89,23 +90,26 @@ class AdaptiveLimit:
         """Requests taken and not yet released."""
         return self._in_flight
 
-    def acquire(self) -> None:
-        """Takes a slot, first come first served.
+    def acquire(self, ahead: bool = False) -> None:
+        """Takes a slot, first come first served; a read-ahead (``ahead``) only while no other request waits.
 
         A walk that just had one queues behind those waiting, so with more walks than slots every flow
-        advances (none waits for others to end).
+        advances (none waits for others to end). A page read ahead is not yet waited for, while the
+        other requests are (a Context request holds up the rows of the page in hand): read-aheads wait
+        in a line of their own, behind them.
         """
         me = object()
+        line = self._ahead if ahead else self._waiting
         with self._cond:
-            self._waiting.append(me)
+            line.append(me)
             try:
-                while self._waiting[0] is not me or self._in_flight >= self.limit:
+                while line[0] is not me or self._in_flight >= self.limit or (ahead and self._waiting):
                     self._cond.wait()
             except BaseException:  # interrupted while waiting: leave the line, let the next one try
-                self._waiting.remove(me)
+                line.remove(me)
                 self._cond.notify_all()
                 raise
-            self._waiting.popleft()
+            line.popleft()
             self._in_flight += 1
             self._cond.notify_all()  # the next in line may fit too
 
@@ -334,12 +338,15 @@ class StudioClient:
             "the next run starts again from the last saved state"
         )
 
-    def _attempt(self, url: str) -> Attempt:
-        """One request under the account's limit: the response and its whole body, or why there is none."""
+    def _attempt(self, url: str, ahead: bool = False) -> Attempt:
+        """One request under the account's limit: the response and its whole body, or why there is none.
+
+        ``ahead``: a page read ahead, which takes a slot only while no other request waits for one.
+        """
         timeout = self.retry.timeout
         response: requests.Response | None = None
         content, reason = b"", ""
-        self.limit.acquire()
+        self.limit.acquire(ahead)
         try:
             # no redirects: a 3xx is an answer (see _fatal), so no request leaves base_url's host
             response = self._session().get(url, timeout=timeout, stream=True, allow_redirects=False)
@@ -455,7 +462,7 @@ class StudioClient:
                     and origin_of(next_url) == self._origin
                     and not _pagination_loop(next_url, seen, tokens)
                 ):
-                    pending = ahead.submit(self._attempt, next_url)
+                    pending = ahead.submit(self._attempt, next_url, True)
                 yield body.pop(key)  # no reference stays here while the caller works on the page
                 del body
                 if next_url is not None and not isinstance(next_url, str):

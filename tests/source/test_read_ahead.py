@@ -83,9 +83,9 @@ def test_a_failed_answer_read_ahead_is_retried(
     attempts: list[tuple[str, str]] = []  # (thread, URL) of each request sent
     original = StudioClient._attempt
 
-    def spy(self: StudioClient, url: str) -> Any:
+    def spy(self: StudioClient, url: str, ahead: bool = False) -> Any:
         attempts.append((threading.current_thread().name, url))
-        return original(self, url)
+        return original(self, url, ahead)
 
     monkeypatch.setattr(StudioClient, "_attempt", spy)
     with ThreadPoolExecutor(2, thread_name_prefix="ahead") as ahead:

@@ -128,8 +128,8 @@ def test_more_flows_than_request_slots_walk_at_once_within_the_account_limit(
     in_flight: list[int] = []
     acquire = AdaptiveLimit.acquire
 
-    def counted(self: AdaptiveLimit) -> None:
-        acquire(self)
+    def counted(self: AdaptiveLimit, ahead: bool = False) -> None:
+        acquire(self, ahead)
         in_flight.append(self._in_flight)
 
     monkeypatch.setattr(AdaptiveLimit, "acquire", counted)

@@ -95,3 +95,29 @@ def test_a_waiter_that_is_interrupted_leaves_the_line() -> None:
     limit.release(throttled=False)
     limit.acquire()  # the line is not stuck behind the one that left
     limit.release(throttled=False)
+
+
+def test_a_read_ahead_waits_behind_every_other_request_even_one_that_asked_later() -> None:
+    limit = AdaptiveLimit(1)
+    order: list[str] = []
+    limit.acquire()  # a walk's request holds the only slot
+
+    def request(name: str, ahead: bool) -> None:
+        limit.acquire(ahead)
+        order.append(name)
+        limit.release(throttled=False)
+
+    threads = []
+    for name, ahead, line in (("next page", True, limit._ahead), ("context", False, limit._waiting)):
+        threads.append(threading.Thread(target=request, args=(name, ahead)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while not line and time.monotonic() < deadline:
+            time.sleep(0.001)
+    limit.release(throttled=False)
+    for t in threads:
+        t.join(5)
+    assert order == ["context", "next page"]
+    limit.acquire(ahead=True)  # with nothing else waiting, a read-ahead takes a free slot at once
+    assert limit.in_flight == 1
+
