@@ -15,6 +15,7 @@ import collections
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,6 +164,21 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
+# a base URL's authority that every parser reads alike: host name or IPv4 address, optional port (no
+# user info, no IPv6 brackets, no backslash): a URL that starts with such a base URL and a "/" has its host
+PLAIN_AUTHORITY = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def _plain_prefix(base_url: str) -> str | None:
+    """``base_url`` + "/" when every URL starting with it is on base_url's origin (``origin_of``); else None."""
+    parts = urlsplit(base_url)
+    if parts.query or parts.fragment or "\\" in base_url or not PLAIN_AUTHORITY.fullmatch(parts.netloc):
+        return None
+    if f"{parts.scheme}://{parts.netloc}{parts.path}" != base_url:
+        return None
+    return f"{base_url}/"
+
+
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -248,6 +264,7 @@ class StudioClient:
         if origin is None:
             raise ValueError("base_url is not an http(s) URL")  # options.py checks this before
         self._origin = origin
+        self._prefix = _plain_prefix(self.base_url)  # URLs under it need no parsing to know their origin
         self._auth = (username, password)
         self.retry = retry or RetryPolicy()
         self.limit = AdaptiveLimit(max_concurrency)
@@ -275,7 +292,13 @@ class StudioClient:
         return f"{self.base_url}{path}{query}"
 
     def check_same_origin(self, url: str, what: str) -> None:
-        """Refuses any URL outside base_url's scheme, host and port: credentials stay home."""
+        """Refuses any URL outside base_url's scheme, host and port: credentials stay home.
+
+        A URL that starts with base_url and a "/" is on its host (the authority ends at that "/"), when
+        base_url's own authority is plain (``_plain_prefix``); any other is parsed as requests parses it.
+        """
+        if self._prefix is not None and url.startswith(self._prefix):
+            return
         origin = origin_of(url)
         if origin is None:
             raise PaginationError(

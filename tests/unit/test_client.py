@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from twilio_studio.client import AdaptiveLimit, RetryPolicy
+from twilio_studio.client import AdaptiveLimit, PaginationError, RetryPolicy, StudioClient, _plain_prefix, origin_of
 
 
 def test_limit_halves_on_429_and_grows_back_after_clean_requests() -> None:
@@ -121,3 +121,31 @@ def test_a_read_ahead_waits_behind_every_other_request_even_one_that_asked_later
     limit.acquire(ahead=True)  # with nothing else waiting, a read-ahead takes a free slot at once
     assert limit.in_flight == 1
 
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080.evil.example/v1/Flows",
+        "http://127.0.0.1:8080@evil.example/v1/Flows",
+        "http://127.0.0.1:80801/v1/Flows",
+        "https://127.0.0.1:8080/v1/Flows",
+        "http://127.0.0.1:8080\\@evil.example/v1/Flows",
+        "http://127.0.0.1:8080/v1/Flows?PageToken=PT1",
+        "http://127.0.0.1:8080/v1/Flows/FW1/Engagements/FN1/Context",
+        "//evil.example/v1/Flows",
+    ],
+)
+def test_the_quick_same_host_test_agrees_with_how_requests_reads_the_url(url: str) -> None:
+    client = StudioClient("http://127.0.0.1:8080", "AC" + "0" * 32, "token")
+    assert client._prefix == "http://127.0.0.1:8080/"
+    try:
+        client.check_same_origin(url, "flow")
+        allowed = True
+    except PaginationError:
+        allowed = False
+    assert allowed == (origin_of(url) == ("http", "127.0.0.1", 8080))
+
+
+@pytest.mark.parametrize("base_url", ["http://user@127.0.0.1:8080", "http://[::1]:8080", "http://127.0.0.1:8080?x=1"])
+def test_a_base_url_with_more_than_a_host_and_port_is_parsed_at_every_request(base_url: str) -> None:
+    assert _plain_prefix(base_url) is None
