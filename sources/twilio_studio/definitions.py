@@ -186,10 +186,21 @@ class DefinitionReader:
         self.max_concurrency = max_concurrency
 
     def _map(self, fn: Callable[[str], Any], sids: list[str]) -> list[Any]:
+        return list(self._each(fn, sids))
+
+    def _each(self, fn: Callable[[str], Any], sids: list[str]) -> Iterator[Any]:
+        """``fn`` of each SID, in their order, each as soon as it and those before it are done.
+
+        All are requested at once (as many at a time as ``max_concurrency``); a caller that stops early
+        or fails cancels those not yet started and waits for those under way.
+        """
         if not sids:
-            return []
-        with ThreadPoolExecutor(min(self.max_concurrency, len(sids)), thread_name_prefix="studio-defs") as pool:
-            return list(pool.map(fn, sids))
+            return
+        pool = ThreadPoolExecutor(min(self.max_concurrency, len(sids)), thread_name_prefix="studio-defs")
+        try:
+            yield from pool.map(fn, sids)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def flows(self, flow_sids: list[str]) -> dict[str, dict[str, Any]]:
         """``GET /v2/Flows/{sid}`` of each flow: the fields ``flows`` gains (empty for a flow v2 lacks)."""
@@ -212,7 +223,9 @@ class DefinitionReader:
         """Per flow: every revision number it has now, and the rows of those not in ``loaded`` yet.
 
         Yields ``(flow_sid, numbers, [{"revision": row, "states": rows, "transitions": rows}, ...])``
-        per flow, in the order of ``flow_sids``, once every flow has been read (flows in parallel).
+        per flow, in the order of ``flow_sids``, flows read in parallel: each as soon as it is read, so
+        that dlt's extract, which takes one item of each resource in turn, walks the engagement lists
+        while the later flows' revisions are still being read.
         """
 
         def one(sid: str) -> tuple[str, list[int], list[dict[str, Any]]]:
@@ -244,7 +257,7 @@ class DefinitionReader:
                 )
             return sid, sorted(known | set(numbers)), out
 
-        yield from self._map(one, flow_sids)
+        yield from self._each(one, flow_sids)
 
 
 def first_load_appends(table: str) -> Literal["merge", "append"]:

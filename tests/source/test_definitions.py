@@ -11,7 +11,7 @@ import pytest
 from tests.kit.duck import Loaded
 from tests.kit.loopback import ScriptedStudio, engagement, flow, page
 from tests.kit.studio import EmulatorFactory, expected_sids, listed, make_source
-from twilio_studio.emulator import Dataset, Emulator
+from twilio_studio.emulator import Dataset, Emulator, Faults
 
 REVISION_PATH = "/Revisions/"
 
@@ -233,3 +233,17 @@ def test_a_flow_listed_twice_is_read_once(loaded: Loaded) -> None:
     assert written["flows"] == 1 and written["engagements"] == 1 and written["flow_revisions"] == 1
     assert len(walks) == 1
     assert loaded.sql("SELECT count(*), count(DISTINCT sid) FROM engagements") == [(1, 1)]
+
+
+def test_engagement_lists_are_walked_while_later_flows_revisions_are_still_being_read(
+    emulator_factory: EmulatorFactory, loaded: Loaded
+) -> None:
+    emu = emulator_factory(flows=6, engagements=20, faults=Faults(latency=0.02))
+    loaded.run(make_source(emu.base_url, max_concurrency=2))
+    paths = emu.stats.paths
+    revisions = [i for i, p in enumerate(paths) if REVISION_PATH in p]
+    lists = [i for i, p in enumerate(paths) if p.endswith("/Engagements")]
+    assert len(revisions) == sum(len(f.revisions) for f in emu.dataset.flows) > len(emu.dataset.flows)
+    # the first flow's revisions, then its engagements, while the others' revisions are still to come
+    assert lists and min(lists) < max(revisions)
+    assert {r[0] for r in loaded.sql("SELECT sid FROM engagements")} == expected_sids(emu)
