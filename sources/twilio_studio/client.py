@@ -291,13 +291,17 @@ class StudioClient:
         query = f"?{urlencode(params)}" if params else ""
         return f"{self.base_url}{path}{query}"
 
-    def check_same_origin(self, url: str, what: str) -> None:
-        """Refuses any URL outside base_url's scheme, host and port: credentials stay home.
+    def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is on base_url's scheme, host and port, as requests would connect.
 
         A URL that starts with base_url and a "/" is on its host (the authority ends at that "/"), when
         base_url's own authority is plain (``_plain_prefix``); any other is parsed as requests parses it.
         """
-        if self._prefix is not None and url.startswith(self._prefix):
+        return (self._prefix is not None and url.startswith(self._prefix)) or origin_of(url) == self._origin
+
+    def check_same_origin(self, url: str, what: str) -> None:
+        """Refuses any URL outside base_url's scheme, host and port: credentials stay home."""
+        if self.same_origin(url):
             return
         origin = origin_of(url)
         if origin is None:
@@ -482,7 +486,7 @@ class StudioClient:
                 if (
                     ahead is not None
                     and isinstance(next_url, str)
-                    and origin_of(next_url) == self._origin
+                    and self.same_origin(next_url)
                     and not _pagination_loop(next_url, seen, tokens)
                 ):
                     pending = ahead.submit(self._attempt, next_url, True)
