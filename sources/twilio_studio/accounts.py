@@ -201,16 +201,16 @@ class SharedLimit:
         return self.account.limit
 
     def acquire(self, ahead: bool = False) -> None:
-        self.account.acquire(ahead)  # a read-ahead waits behind the account's other requests
+        self.account.acquire(ahead)  # a read-ahead has its share of the account's slots
         try:
             self.run.acquire()
         except BaseException:
-            self.account.release(throttled=False)
+            self.account.release(False, ahead)
             raise
 
-    def release(self, throttled: bool) -> None:
+    def release(self, throttled: bool, ahead: bool = False) -> None:
         self.run.release()
-        self.account.release(throttled)
+        self.account.release(throttled, ahead)
 
 
 @dataclass

@@ -81,7 +81,8 @@ class AdaptiveLimit:
         self._clean = 0
         self._cond = threading.Condition()
         self._waiting: collections.deque[object] = collections.deque()
-        self._ahead: collections.deque[object] = collections.deque()  # read-aheads, behind _waiting
+        self._ahead: collections.deque[object] = collections.deque()  # read-aheads: their own line
+        self._ahead_in_flight = 0
         self.requests = 0  # attempts ended, answered or not: read by progress (twilio_studio.watch)
         self.throttled = 0  # of them answered 429
         watch_limit(self)
@@ -92,19 +93,21 @@ class AdaptiveLimit:
         return self._in_flight
 
     def acquire(self, ahead: bool = False) -> None:
-        """Takes a slot, first come first served; a read-ahead (``ahead``) only while no other request waits.
+        """Takes a slot, first come first served in two lines: requests waited for, and read-aheads (``ahead``).
 
         A walk that just had one queues behind those waiting, so with more walks than slots every flow
         advances (none waits for others to end). A page read ahead is not yet waited for, while the
-        other requests are (a Context request holds up the rows of the page in hand): read-aheads wait
-        in a line of their own, behind them.
+        other requests are (a Context request holds up the rows of the page in hand), so read-aheads
+        get half the slots while other requests wait, and the rest only when none does. Without that
+        half, the walks fall into step: their next pages all wait behind a page's Context requests,
+        then go out together and come back together, the server idle before and the client after.
         """
         me = object()
         line = self._ahead if ahead else self._waiting
         with self._cond:
             line.append(me)
             try:
-                while line[0] is not me or self._in_flight >= self.limit or (ahead and self._waiting):
+                while line[0] is not me or not self._may_take(ahead):
                     self._cond.wait()
             except BaseException:  # interrupted while waiting: leave the line, let the next one try
                 line.remove(me)
@@ -112,12 +115,22 @@ class AdaptiveLimit:
                 raise
             line.popleft()
             self._in_flight += 1
+            self._ahead_in_flight += ahead
             self._cond.notify_all()  # the next in line may fit too
 
-    def release(self, throttled: bool) -> None:
-        """Gives back a slot; a 429 (``throttled``) halves the limit, clean answers raise it again."""
+    def _may_take(self, ahead: bool) -> bool:
+        """Whether the first of its line may take a slot now (under ``_cond``)."""
+        free = self.limit - self._in_flight
+        share = self.limit // 2 - self._ahead_in_flight  # read-aheads' half, less those in flight
+        if ahead:
+            return free > 0 and (share > 0 or not self._waiting)
+        return free > min(len(self._ahead), max(0, share))  # the slots read-aheads may claim stay theirs
+
+    def release(self, throttled: bool, ahead: bool = False) -> None:
+        """Gives back a slot (taken with ``ahead``); a 429 (``throttled``) halves the limit, clean answers raise it."""
         with self._cond:
             self._in_flight -= 1
+            self._ahead_in_flight -= ahead
             self.requests += 1
             if throttled:
                 self.throttled += 1
@@ -368,7 +381,7 @@ class StudioClient:
     def _attempt(self, url: str, ahead: bool = False) -> Attempt:
         """One request under the account's limit: the response and its whole body, or why there is none.
 
-        ``ahead``: a page read ahead, which takes a slot only while no other request waits for one.
+        ``ahead``: a page read ahead, which has half the slots while other requests wait (``AdaptiveLimit``).
         """
         timeout = self.retry.timeout
         response: requests.Response | None = None
@@ -388,7 +401,7 @@ class StudioClient:
             reason = f"a network error ({type(e).__name__})"
             response = None
         finally:
-            self.limit.release(throttled=response is not None and response.status_code == 429)
+            self.limit.release(response is not None and response.status_code == 429, ahead)
         return response, content, reason, time.monotonic()
 
     @staticmethod

@@ -122,6 +122,49 @@ def test_a_read_ahead_waits_behind_every_other_request_even_one_that_asked_later
     assert limit.in_flight == 1
 
 
+def test_read_aheads_have_half_the_slots_while_other_requests_wait() -> None:
+    """Next pages do not all wait behind a burst of Context requests (the walks would fall into step)."""
+    limit = AdaptiveLimit(4)
+    for _ in range(4):
+        limit.acquire()  # the walks' requests hold every slot
+    order: list[str] = []
+    done = threading.Event()
+
+    def request(name: str, ahead: bool) -> None:
+        limit.acquire(ahead)
+        order.append(name)
+        done.wait(5)  # holds its slot until the test ends
+        limit.release(throttled=False, ahead=ahead)
+
+    threads = []
+    for name, ahead, line in (
+        ("page 1", True, limit._ahead), ("page 2", True, limit._ahead), ("page 3", True, limit._ahead),
+        ("context 1", False, limit._waiting), ("context 2", False, limit._waiting),
+    ):  # fmt: skip
+        before = len(line)
+        threads.append(threading.Thread(target=request, args=(name, ahead), daemon=True))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(line) == before and time.monotonic() < deadline:
+            time.sleep(0.001)
+    try:
+        for n in range(1, 5):  # the walks' requests end one by one
+            limit.release(throttled=False)
+            deadline = time.monotonic() + 5
+            while len(order) < n and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.02)  # had another one taken the same slot, it would show here
+            assert len(order) == n
+        # two read-aheads (half of 4) went while contexts waited; the third waits behind the contexts
+        assert order == ["page 1", "page 2", "context 1", "context 2"]
+        assert list(limit._ahead) and limit.in_flight == 4
+    finally:
+        done.set()
+        for t in threads:
+            t.join(5)
+    assert order[4:] == ["page 3"] and limit.in_flight == 0 and limit._ahead_in_flight == 0
+
+
 @pytest.mark.parametrize(
     "url",
     [
