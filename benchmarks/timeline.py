@@ -5,8 +5,9 @@
 
 The emulator runs in its own process (``benchmarks.emulator_proc``); this process loads its
 engagements with this project's source, from Python (``pipeline.run``, dlt's defaults) or the way
-``twilio-studio run`` does (``run_pipeline``). Every request of the source's client is recorded: when it
-got its request slot and when its answer ended, and whether it was a list page or a Context request.
+``twilio-studio run`` does (``run_pipeline``), as ``benchmarks.cases`` loads them. Every request of the
+source's client is recorded: when it got its request slot, when its answer ended, and its route (the
+emulator process's names: ``engagement_pages``, ``contexts``, ...).
 Both processes' CPU is sampled 4 times a second. Printed per bin: list pages and Context requests at
 the API (slot held) on average, answers ended, and each process's CPU as a share of one core. Then
 the extract's wall over the emulator's CPU during the run: the emulator's pages are most of a load's
@@ -18,31 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-ACCOUNT_SID = "AC" + "a" * 32  # the emulator's documented test credentials (not secrets)
-AUTH_TOKEN = "emulator-auth-token"
+from benchmarks.cases import source_and_pipeline
+from benchmarks.emulator_proc import ROUTES
+from benchmarks.processes import EmulatorProcess
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+Events = list[tuple[float, float, str]]  # (slot taken, answer ended, route), seconds from the start
+Samples = list[tuple[float, float, float]]  # (time, our CPU s, the emulator's CPU s)
 
 
-def record_requests(t0: float) -> list[tuple[float, float, str]]:
-    """Wraps the client's request so that each one appends (slot taken, answer ended, kind)."""
+def record_requests(t0: float) -> Events:
+    """Wraps the client's request so that each one appends (slot taken, answer ended, its route)."""
     from twilio_studio import client
 
-    events: list[tuple[float, float, str]] = []
+    events: Events = []
     local = threading.local()
     acquire, attempt = client.AdaptiveLimit.acquire, client.StudioClient._attempt
 
@@ -54,26 +51,25 @@ def record_requests(t0: float) -> list[tuple[float, float, str]]:
         try:
             return attempt(self, url, ahead)
         finally:
-            kind = "context" if "/Context" in url else "list" if "/Engagements" in url else "other"
-            events.append((local.taken, time.perf_counter() - t0, kind))
+            path = urlsplit(url).path
+            route = next((name for name, pattern in ROUTES if pattern.search(path)), "other")
+            events.append((local.taken, time.perf_counter() - t0, route))
 
     client.AdaptiveLimit.acquire = timed_acquire  # type: ignore[method-assign]
     client.StudioClient._attempt = timed_attempt  # type: ignore[method-assign]
     return events
 
 
-def bins(
-    events: list[tuple[float, float, str]], samples: list[tuple[float, float, float]], end: float, width: float
-) -> list[dict[str, float]]:
-    """Per bin of ``width`` seconds: requests at the API by kind, answers ended, both processes' CPU %."""
+def bins(events: Events, samples: Samples, end: float, width: float) -> list[dict[str, float]]:
+    """Per bin of ``width`` seconds: requests at the API by route, answers ended, both processes' CPU %."""
     out = []
     for i in range(int(end / width) + 1):
         a, b = i * width, (i + 1) * width
         row: dict[str, float] = {"t": round(a, 2)}
-        for kind in ("list", "context"):
-            held = sum(min(b, e) - max(a, s) for s, e, k in events if k == kind and s < b and e > a)
-            row[f"{kind}_at_api"] = round(held / width, 1)
-            row[f"{kind}_ended"] = sum(1 for _, e, k in events if k == kind and a <= e < b)
+        for route in ("engagement_pages", "contexts"):
+            held = sum(min(b, e) - max(a, s) for s, e, r in events if r == route and s < b and e > a)
+            row[f"{route}_at_api"] = round(held / width, 1)
+            row[f"{route}_ended"] = sum(1 for _, e, r in events if r == route and a <= e < b)
         inside = [s for s in samples if a <= s[0] <= b + 0.26]
         dt = inside[-1][0] - inside[0][0] if len(inside) >= 2 else 0.0
         row["ours_cpu_pct"] = round((inside[-1][1] - inside[0][1]) / dt * 100) if dt else 0
@@ -94,57 +90,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the bins and totals here")
     args = p.parse_args(argv)
 
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.emulator_proc", "--flows", str(args.flows),
-         "--engagements", str(args.engagements), "--context-shape", args.shape],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert emulator.stdout is not None and emulator.stdin is not None
-    info = json.loads(emulator.stdout.readline())
-    t0 = time.perf_counter()
-    samples: list[tuple[float, float, float]] = []
-    stop = threading.Event()
+    with (
+        tempfile.TemporaryDirectory() as work,
+        EmulatorProcess(
+            Path(work), "timeline", flows=args.flows, engagements=args.engagements, seed=7, padding=0, shape=args.shape
+        ) as emulator,
+    ):
+        t0 = time.perf_counter()
+        samples: Samples = []
+        stop = threading.Event()
 
-    def sample() -> None:
-        while not stop.is_set():
-            samples.append((time.perf_counter() - t0, time.process_time(), cpu_seconds(info["pid"])))
-            stop.wait(0.25)
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.perf_counter() - t0, time.process_time(), emulator.cpu_seconds()))
+                stop.wait(0.25)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    import dlt
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        from twilio_studio.cli import run_pipeline
 
-    from twilio_studio import twilio_studio_source
-    from twilio_studio.cli import run_pipeline
-
-    events = record_requests(t0)
-    with tempfile.TemporaryDirectory() as work:
-        source = twilio_studio_source(
-            account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, base_url=info["base_url"], page_size=args.page_size
-        )
-        pipeline = dlt.pipeline(
-            pipeline_name="timeline", pipelines_dir=work, dataset_name="twilio_studio",
-            destination=dlt.destinations.duckdb(os.path.join(work, "timeline.duckdb")),
-        )  # fmt: skip
+        events = record_requests(t0)
+        source, pipeline = source_and_pipeline({
+            "base_url": emulator.base_url, "pipeline_name": "timeline", "pipelines_dir": work,
+            "duckdb": str(Path(work) / "timeline.duckdb"), "source_options": {"page_size": args.page_size},
+        })  # fmt: skip
         started = time.perf_counter() - t0
         if args.path == "cli":
             run_pipeline(pipeline, source)
         else:
             pipeline.run(source)
         ended = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
         trace = pipeline.last_trace
         assert trace is not None
         steps = {s.step: (s.finished_at - s.started_at).total_seconds() for s in trace.steps if s.finished_at}
-    stop.set()
-    sampler.join()
-    emulator.stdin.close()
-    emulator.wait(30)
 
     rows = bins(events, samples, ended, args.bin)
     for r in rows:
         print(
-            f"{r['t']:6.1f} s  list pages at the API {r['list_at_api']:4.1f}  contexts {r['context_at_api']:5.1f}  "
-            f"ended: pages {r['list_ended']:2.0f} contexts {r['context_ended']:3.0f}  "
+            f"{r['t']:6.1f} s  list pages at the API {r['engagement_pages_at_api']:4.1f}  "
+            f"contexts {r['contexts_at_api']:5.1f}  "
+            f"ended: pages {r['engagement_pages_ended']:2.0f} contexts {r['contexts_ended']:3.0f}  "
             f"CPU: ours {r['ours_cpu_pct']:4.0f}%  emulator {r['emulator_cpu_pct']:4.0f}%"
         )
     during = [s for s in samples if started <= s[0] <= ended]
@@ -152,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = {
         "run_seconds": round(ended - started, 2),
         "steps": {k: round(v, 2) for k, v in steps.items()},
-        "requests": {k: sum(1 for *_, kind in events if kind == k) for k in ("list", "context", "other")},
+        "requests": {route: sum(1 for *_, r in events if r == route) for route in {r for *_, r in events}},
         "ours_cpu_seconds": round(during[-1][1] - during[0][1], 2),
         "emulator_cpu_seconds": round(emulator_cpu, 2),
         "extract_over_emulator_cpu": round(steps["extract"] / emulator_cpu, 2) if emulator_cpu else None,

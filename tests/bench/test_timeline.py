@@ -21,10 +21,10 @@ def test_timeline_counts_every_request_of_a_load(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     totals = data["totals"]
     # 3 flows x 3 pages of 100; the emulator lists 1 in 20 engagements with context {} (fetched one by one)
-    assert totals["requests"]["list"] == 9
-    assert totals["requests"]["context"] == 900 // 20
-    assert sum(b["list_ended"] for b in data["bins"]) == 9
-    assert sum(b["context_ended"] for b in data["bins"]) == 45
+    assert totals["requests"]["engagement_pages"] == 9
+    assert totals["requests"]["contexts"] == 900 // 20
+    assert sum(b["engagement_pages_ended"] for b in data["bins"]) == 9
+    assert sum(b["contexts_ended"] for b in data["bins"]) == 45
     assert len(data["bins"]) >= totals["run_seconds"] / 0.5
     assert totals["emulator_cpu_seconds"] > 0 and totals["extract_over_emulator_cpu"] > 0
     assert "list pages at the API" in proc.stdout
