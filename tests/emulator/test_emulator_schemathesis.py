@@ -95,9 +95,9 @@ def real_sids() -> dict[str, str]:
     }
 
 
-def path_parameters(spec: dict[str, Any], sids: dict[str, str]) -> list[dict[str, Any]]:
-    """Per operation of ``spec``: real values for every path parameter (schemathesis' config)."""
-    entries = []
+def path_values(spec: dict[str, Any], sids: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per operation of ``spec`` (by operationId) with path parameters: a real value for each."""
+    entries: dict[str, dict[str, str]] = {}
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             if not isinstance(op, dict) or "operationId" not in op:
@@ -118,13 +118,16 @@ def path_parameters(spec: dict[str, Any], sids: dict[str, str]) -> list[dict[str
                 else:  # EngagementSid, ExecutionSid
                     values[name] = sids["run"]
             if values:
-                entries.append(
-                    {
-                        "include-operation-id": op["operationId"],
-                        "parameters": {f"path.{k}": v for k, v in values.items()},
-                    }
-                )
+                entries[op["operationId"]] = values
     return entries
+
+
+def path_parameters(spec: dict[str, Any], sids: dict[str, str]) -> list[dict[str, Any]]:
+    """``path_values`` as schemathesis' per-operation config."""
+    return [
+        {"include-operation-id": op, "parameters": {f"path.{k}": v for k, v in values.items()}}
+        for op, values in path_values(spec, sids).items()
+    ]
 
 
 def schema(version: str, real_paths: bool) -> Any:
@@ -221,7 +224,7 @@ def test_v2_with_any_path(case: Any, live: Emulator) -> None:
     check(case, live)
 
 
-def test_the_generated_cases_reach_records_writes_and_errors() -> None:
+def test_the_generated_cases_read_records_and_meet_each_refusal() -> None:
     """A few generated cases per operation read real records and meet each kind of refusal.
 
     The same generation, checks and path values as the tests above, on an emulator of its own, in one
@@ -232,10 +235,7 @@ def test_the_generated_cases_reach_records_writes_and_errors() -> None:
     apis = {("v1", True): V1, ("v2", True): V2, ("v1", False): V1_ANY_PATH, ("v2", False): V2_ANY_PATH}
     with Emulator(Dataset(**DATASET)) as emulator:
         for (version, real_paths), api in apis.items():
-            fixed = {
-                entry["include-operation-id"]: {k.removeprefix("path."): v for k, v in entry["parameters"].items()}
-                for entry in (path_parameters(served_spec(version), real_sids()) if real_paths else [])
-            }
+            fixed = path_values(served_spec(version), real_sids()) if real_paths else {}
             for result in api.get_all_operations():
                 operation = result.ok()
                 values = fixed.get(operation.definition.raw["operationId"])
